@@ -1,0 +1,1 @@
+"""A reproducible, experiment-tracked DCGAN pipeline."""

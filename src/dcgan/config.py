@@ -1,0 +1,109 @@
+"""The one definition of the pipeline's parameters: `params.yaml`, typed and validated.
+
+Every key is top level so that `dvc exp run -S key=value` reaches it and MLflow's compare view
+lines runs up by the same names. Validation runs before any stage does work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dcgan.errors import ConfigError
+
+DATASETS = ("fashion_mnist",)
+IMAGE_SIZES = (16, 32, 64, 128, 256)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 999
+
+    # data
+    dataset: Literal["fashion_mnist"] = "fashion_mnist"
+    data_mirror: str = "/usr/share/datasets/fashion-mnist"
+    max_train_images: int = Field(0, ge=0, description="0 = the whole training split")
+    image_size: int = 64
+
+    # model (the PyTorch DCGAN tutorial's defaults)
+    nz: int = Field(100, ge=1)
+    ngf: int = Field(64, ge=1)
+    ndf: int = Field(64, ge=1)
+
+    # training
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    lr_d: Optional[float] = Field(None, gt=0, description="overrides lr for D")
+    lr_g: Optional[float] = Field(None, gt=0, description="overrides lr for G")
+    beta1: float = Field(0.5, ge=0, lt=1)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    log_every: int = Field(50, ge=1)
+    sample_every: int = Field(500, ge=1)
+
+    # sampling and evaluation
+    n_samples: int = Field(10_000, ge=64)
+    eval_image_size: int = 32
+    classifier_epochs: int = Field(3, ge=1)
+    kid_subset_size: int = Field(1000, ge=10)
+    kid_subsets: int = Field(100, ge=1)
+
+    @field_validator("image_size", "eval_image_size")
+    @classmethod
+    def _supported_size(cls, size: int) -> int:
+        if size not in IMAGE_SIZES:
+            raise ValueError(f"must be one of {', '.join(map(str, IMAGE_SIZES))}")
+        return size
+
+    @property
+    def nc(self) -> int:
+        """Image channels, derived from the data set and never typed twice."""
+        return {"fashion_mnist": 1}[self.dataset]
+
+    @property
+    def lr_d_effective(self) -> float:
+        return self.lr_d if self.lr_d is not None else self.lr
+
+    @property
+    def lr_g_effective(self) -> float:
+        return self.lr_g if self.lr_g is not None else self.lr
+
+    def flat(self) -> dict[str, object]:
+        """The params as MLflow logs them: every key, plus the learning rates actually used."""
+        return {**self.model_dump(), "nc": self.nc,
+                "lr_d_effective": self.lr_d_effective, "lr_g_effective": self.lr_g_effective}
+
+
+def _describe(error: dict, raw: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"`{key}` is not a known parameter. Known parameters: {', '.join(Config.model_fields)}."
+    if error["type"] == "literal_error" and key == "dataset":
+        return (f"`dataset` = {raw.get('dataset')!r} is not a supported data set. "
+                f"Supported: {', '.join(DATASETS)}.")
+    shown = raw.get(error["loc"][0], "(missing)") if error["loc"] else raw
+    return f"`{key}` = {shown!r} is not allowed: {message}."
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate params.yaml; any problem raises ConfigError with one line per bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found. Run the stages from the project root, where params.yaml lives.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a mapping of `key: value` lines, got {type(raw).__name__}.")
+    try:
+        return Config(**raw)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(e, raw)}" for e in exc.errors())
+        raise ConfigError(f"{path} has invalid parameters:\n{problems}\n"
+                          f"Fix them in {path} (or in your `dvc exp run -S` overrides) and run again.") from None

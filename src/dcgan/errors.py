@@ -1,0 +1,31 @@
+"""Errors that mean "the user has something to fix": printed as a message, never as a traceback."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment, with what to do about it."""
+
+
+class ConfigError(UserError):
+    pass
+
+
+class DataError(UserError):
+    pass
+
+
+class CheckpointError(UserError):
+    pass
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Entry point for a stage script: a UserError becomes a clear message and exit status 2."""
+    try:
+        main()
+    except UserError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Scores for generated images: a domain classifier's feature space and distances within it."""

@@ -1,0 +1,91 @@
+"""Pictures people look at instead of numbers: grids, training curves, progress GIF, interpolations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+from dcgan.io import atomic_path
+
+
+def grid_image(images_u8: torch.Tensor, nrow: int = 8, scale: int = 1) -> Image.Image:
+    """uint8 [N, C, H, W] -> one PIL image, nrow per row, optionally enlarged (nearest) for small images."""
+    grid = make_grid(images_u8, nrow=nrow, padding=2, pad_value=255)  # uint8 in, uint8 out
+    image = Image.fromarray(grid.permute(1, 2, 0).numpy())
+    if images_u8.shape[1] == 1:
+        image = image.convert("L")
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST) if scale > 1 else image
+
+
+def save_image(image: Image.Image, path: str | Path, **kwargs) -> None:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kwargs)
+
+
+def display_scale(image_size: int) -> int:
+    """Enlarge small images so a grid is at least ~256 px wide on screen."""
+    return max(1, 64 // image_size)
+
+
+def training_curves(log_csv: str | Path, path: str | Path) -> None:
+    """Losses of D and G, and D's outputs on real and fake images, against the training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    log = pd.read_csv(log_csv)
+    fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(12, 4))
+    ax_loss.plot(log["step"], log["loss_d"], label="D loss")
+    ax_loss.plot(log["step"], log["loss_g"], label="G loss")
+    ax_loss.set(xlabel="step", ylabel="loss", title="Losses")
+    ax_d.plot(log["step"], log["d_real"], label="D(x)")
+    ax_d.plot(log["step"], log["d_fake_before"], label="D(G(z)) before D step")
+    ax_d.plot(log["step"], log["d_fake_after"], label="D(G(z)) after D step")
+    ax_d.set(xlabel="step", ylabel="mean D output", title="Discriminator outputs", ylim=(0, 1))
+    for ax in (ax_loss, ax_d):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def real_vs_fake(real_u8: torch.Tensor, fake_u8: torch.Tensor, path: str | Path, real_title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale = display_scale(real_u8.shape[-1])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.4))
+    for ax, images, title in ((axes[0], real_u8, real_title), (axes[1], fake_u8, "Generated")):
+        ax.imshow(grid_image(images, scale=scale), cmap="gray" if images.shape[1] == 1 else None,
+                  vmin=0, vmax=255)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def progress_gif(grid_files: list[Path], path: str | Path, ms_per_frame: int = 400) -> None:
+    """Animate the fixed-noise grids saved during training, each frame labelled with its step."""
+    frames = []
+    for grid_file in grid_files:
+        frame = Image.open(grid_file).convert("RGB")
+        label = f"step {int(grid_file.stem.split('_')[-1])}"
+        canvas = Image.new("RGB", (frame.width, frame.height + 16), "white")
+        canvas.paste(frame, (0, 16))
+        ImageDraw.Draw(canvas).text((4, 2), label, fill="black")
+        frames.append(canvas)
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=ms_per_frame, loop=0)

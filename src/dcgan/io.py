@@ -1,0 +1,44 @@
+"""Atomic file writes: a crash or a full disk leaves the previous file intact, never half of a new one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is fsynced and renamed over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, data: object) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def save_tensors(path: str | Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
+def load_tensors(path: str | Path) -> dict:
+    """Load a file written by save_tensors; weights_only so that a crafted pickle cannot run code."""
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,23 @@
+"""Where each stage reads and writes. dvc.yaml declares the same paths (a test keeps them in step)."""
+
+from pathlib import Path
+
+RAW_DATA = Path("data/raw")
+TRAIN_DATA = Path("data/processed/train.pt")
+EVAL_TRAIN_DATA = Path("data/eval/train.pt")
+EVAL_TEST_DATA = Path("data/eval/test.pt")
+DATA_REPORT = Path("reports/data.json")
+
+CLASSIFIER = Path("models/classifier.pt")
+CLASSIFIER_REPORT = Path("reports/classifier.json")
+
+CHECKPOINT = Path("models/checkpoint.pt")
+MLFLOW_RUN = Path("models/mlflow_run.json")
+TRAIN_LOG = Path("reports/train/log.csv")
+TRAIN_GRIDS = Path("reports/train/grids")
+TRAIN_CURVES = Path("reports/train/curves.png")
+
+SAMPLES = Path("data/samples/samples.pt")
+SAMPLE_FIGURES = Path("reports/samples")
+
+METRICS = Path("reports/metrics.json")

@@ -1,0 +1,64 @@
+"""The sample stage: draw images from the trained G for evaluation, and the figures people look at."""
+
+from __future__ import annotations
+
+import torch
+
+from dcgan import paths
+from dcgan.checkpoint import load_checkpoint
+from dcgan.config import Config
+from dcgan.data.normalize import denormalize
+from dcgan.figures import display_scale, grid_image, progress_gif, real_vs_fake, save_image
+from dcgan.io import load_tensors, save_tensors
+from dcgan.models import Generator, model_spec
+from dcgan.train import generate, pick_device
+
+BATCH = 500
+
+
+def load_generator(cfg: Config, device: torch.device) -> Generator:
+    checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
+    generator = Generator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size)
+    generator.load_state_dict(checkpoint["generator"])
+    return generator.to(device).eval()
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation: stays where Gaussian latents live, unlike a straight line (White, 2016)."""
+    a_flat, b_flat = a.flatten(), b.flatten()
+    omega = torch.arccos((a_flat / a_flat.norm()).dot(b_flat / b_flat.norm()).clamp(-1, 1))
+    if omega.abs() < 1e-6:
+        return torch.stack([(1 - s) * a + s * b for s in t])
+    return torch.stack([(torch.sin((1 - s) * omega) * a + torch.sin(s * omega) * b) / torch.sin(omega)
+                        for s in t])
+
+
+def sample(cfg: Config) -> None:
+    device = pick_device(cfg.device)
+    generator = load_generator(cfg, device)
+    noise_rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)  # independent of training's RNG
+
+    chunks = []
+    for start in range(0, cfg.n_samples, BATCH):
+        count = min(BATCH, cfg.n_samples - start)
+        noise = torch.randn(count, cfg.nz, 1, 1, generator=noise_rng).to(device)
+        chunks.append(denormalize(generate(generator, noise)).cpu())
+    samples = torch.cat(chunks)
+    save_tensors(paths.SAMPLES, {"images": samples})  # uint8, like the real data it is compared with
+
+    out = paths.SAMPLE_FIGURES
+    scale = display_scale(cfg.image_size)
+    save_image(grid_image(samples[:64], scale=scale), out / "grid.png")
+    real = load_tensors(paths.TRAIN_DATA)["images"]
+    pick = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:64]
+    real_vs_fake(real[pick], samples[:64], out / "real_vs_fake.png", real_title=f"Real ({cfg.dataset})")
+
+    ends = torch.randn(16, cfg.nz, 1, 1, generator=noise_rng)
+    steps = torch.linspace(0, 1, 10)
+    path_noise = torch.cat([slerp(ends[2 * row], ends[2 * row + 1], steps) for row in range(8)]).to(device)
+    interpolation = denormalize(generate(generator, path_noise)).cpu()
+    save_image(grid_image(interpolation, nrow=len(steps), scale=scale), out / "interpolation.png")
+
+    grids = sorted(paths.TRAIN_GRIDS.glob("step_*.png"))
+    progress_gif(grids, out / "progress.gif")
+    print(f"{cfg.n_samples} samples -> {paths.SAMPLES}; figures -> {out}/")

@@ -1,0 +1,154 @@
+"""The train stage: the DCGAN training loop of the PyTorch tutorial, tracked in MLflow and DVC.
+
+Data lives on the device as uint8 and batches are index slices of a per-epoch permutation: no
+DataLoader, no decoding, no host-to-device copy per step. Logged values accumulate on the device
+and are read once every `log_every` steps, so the loop never waits on the host.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dcgan import paths
+from dcgan.checkpoint import save_checkpoint
+from dcgan.config import Config
+from dcgan.data.normalize import denormalize, normalize
+from dcgan.errors import ConfigError
+from dcgan.figures import display_scale, grid_image, save_image, training_curves
+from dcgan.io import load_tensors
+from dcgan.models import build_models, model_spec
+from dcgan.tracking import training_run
+
+LOGGED = ("loss_d", "loss_g", "d_real", "d_fake_before", "d_fake_after")
+
+
+def pick_device(requested: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then the CPU, and says which."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            requested = "cuda"
+        elif torch.backends.mps.is_available():
+            requested = "mps"
+        else:
+            requested = "cpu"
+        print(f"device: auto -> {requested}")
+    elif requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("`device` = 'cuda' but PyTorch sees no CUDA device. Use `device: auto` or `cpu`.")
+    elif requested == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("`device` = 'mps' but PyTorch sees no MPS device. Use `device: auto` or `cpu`.")
+    return torch.device(requested)
+
+
+@torch.no_grad()
+def generate(generator, noise: torch.Tensor) -> torch.Tensor:
+    """G's images for `noise`, with BatchNorm in inference mode, restoring G's mode afterwards."""
+    was_training = generator.training
+    generator.eval()
+    images = generator(noise)
+    generator.train(was_training)
+    return images
+
+
+def train(cfg: Config) -> None:
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    images = load_tensors(paths.TRAIN_DATA)["images"].to(device)  # uint8, resident for the whole run
+    n_images = images.shape[0]
+    steps_per_epoch = n_images // cfg.batch_size  # the last partial batch is dropped, as BatchNorm prefers
+    if steps_per_epoch == 0:
+        raise ConfigError(f"`batch_size` = {cfg.batch_size} is larger than the {n_images} training images.")
+    total_steps = cfg.epochs * steps_per_epoch
+
+    generator, discriminator = (net.to(device) for net in build_models(cfg))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g_effective, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d_effective, betas=(cfg.beta1, 0.999))
+    fixed_noise = torch.randn(64, cfg.nz, 1, 1, device=device)  # the same z all run long: watch G learn
+    real_target = torch.ones(cfg.batch_size, device=device)
+    fake_target = torch.zeros(cfg.batch_size, device=device)
+
+    paths.TRAIN_GRIDS.mkdir(parents=True, exist_ok=True)
+    paths.TRAIN_LOG.parent.mkdir(parents=True, exist_ok=True)
+
+    with training_run(cfg.flat(), str(device), paths.MLFLOW_RUN) as mlflow, \
+            open(paths.TRAIN_LOG, "w", newline="") as log_file:
+        run_id = mlflow.active_run().info.run_id
+        log = csv.writer(log_file)
+        log.writerow(["step", "epoch", "images_seen", "seconds", *LOGGED])
+
+        def save_grid(step: int) -> None:
+            fake = denormalize(generate(generator, fixed_noise)).cpu()
+            path = paths.TRAIN_GRIDS / f"step_{step:07d}.png"
+            save_image(grid_image(fake, scale=display_scale(cfg.image_size)), path)
+            mlflow.log_artifact(str(path), "train_grids")
+
+        def checkpoint(step: int, epoch: int) -> None:
+            save_checkpoint(paths.CHECKPOINT, spec=model_spec(cfg), generator=generator,
+                            discriminator=discriminator, opt_g=opt_g, opt_d=opt_d,
+                            step=step, epoch=epoch, mlflow_run_id=run_id)
+
+        sums = torch.zeros(len(LOGGED), device=device)  # running sums of LOGGED since the last log line
+        steps_summed = 0
+        started = time.perf_counter()
+        interactive = sys.stderr.isatty()
+        progress = tqdm(range(total_steps), desc="train", unit="step", dynamic_ncols=True,
+                        mininterval=0.5 if interactive else 30)
+        for step in progress:
+            epoch, batch_in_epoch = divmod(step, steps_per_epoch)
+            if batch_in_epoch == 0:
+                order = torch.randperm(n_images, device=device)
+            batch = order[batch_in_epoch * cfg.batch_size:(batch_in_epoch + 1) * cfg.batch_size]
+            real = normalize(images[batch])
+            fake = generator(torch.randn(cfg.batch_size, cfg.nz, 1, 1, device=device))
+
+            # (1) D step: maximize log D(x) + log(1 - D(G(z))), real and fake in separate batches.
+            d_real_logits = discriminator(real)
+            d_fake_logits = discriminator(fake.detach())
+            loss_d = (F.binary_cross_entropy_with_logits(d_real_logits, real_target)
+                      + F.binary_cross_entropy_with_logits(d_fake_logits, fake_target))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+            # (2) G step: maximize log D(G(z)) (the non-saturating loss), against the updated D.
+            d_fake_after_logits = discriminator(fake)
+            loss_g = F.binary_cross_entropy_with_logits(d_fake_after_logits, real_target)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+
+            sums += torch.stack([loss_d, loss_g, torch.sigmoid(d_real_logits).mean(),
+                                 torch.sigmoid(d_fake_logits).mean(),
+                                 torch.sigmoid(d_fake_after_logits).mean()]).detach()
+            steps_summed += 1
+
+            done = step + 1
+            if done % cfg.log_every == 0 or done == total_steps:
+                means = dict(zip(LOGGED, (sums / steps_summed).tolist()))  # the one host sync
+                sums.zero_()
+                steps_summed = 0
+                seconds = time.perf_counter() - started
+                log.writerow([done, epoch, done * cfg.batch_size, round(seconds, 3),
+                              *(f"{means[name]:.6f}" for name in LOGGED)])
+                log_file.flush()
+                mlflow.log_metrics({**means, "epoch": epoch, "images_per_second": done * cfg.batch_size / seconds},
+                                   step=done)
+                progress.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}",
+                                     d_real=f"{means['d_real']:.2f}", refresh=False)
+            if done % cfg.sample_every == 0 or done == total_steps:
+                save_grid(done)
+            if done % steps_per_epoch == 0:
+                checkpoint(done, epoch + 1)
+        progress.close()
+
+        training_curves(paths.TRAIN_LOG, paths.TRAIN_CURVES)
+        mlflow.log_artifact(str(paths.TRAIN_CURVES), "figures")
+        mlflow.log_metric("train_seconds", time.perf_counter() - started)
+        print(f"trained {total_steps} steps ({cfg.epochs} epochs of {n_images} images) "
+              f"in {time.perf_counter() - started:.0f} s on {device}")
