@@ -1,7 +1,8 @@
 """The one definition of the pipeline's parameters: `params.yaml`, typed and validated.
 
 Every key is top level so that `dvc exp run -S key=value` reaches it and MLflow's compare view
-lines runs up by the same names. Validation runs before any stage does work.
+lines runs up by the same names. Values live in params.yaml only (no defaults here, so there is one
+place to read them); this module says what each may be. Validation runs before any stage does work.
 """
 
 from __future__ import annotations
@@ -21,36 +22,36 @@ IMAGE_SIZES = (16, 32, 64, 128, 256)
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seed: int = 999
+    seed: int
 
     # data
-    dataset: Literal["fashion_mnist"] = "fashion_mnist"
-    data_mirror: str = "/usr/share/datasets/fashion-mnist"
-    max_train_images: int = Field(0, ge=0, description="0 = the whole training split")
-    image_size: int = 64
+    dataset: Literal["fashion_mnist"]
+    data_mirror: str
+    max_train_images: int = Field(ge=0, description="0 = the whole training split")
+    image_size: int
 
-    # model (the PyTorch DCGAN tutorial's defaults)
-    nz: int = Field(100, ge=1)
-    ngf: int = Field(64, ge=1)
-    ndf: int = Field(64, ge=1)
+    # model
+    nz: int = Field(ge=1)
+    ngf: int = Field(ge=1)
+    ndf: int = Field(ge=1)
 
     # training
-    batch_size: int = Field(128, ge=1)
-    epochs: int = Field(5, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    lr_d: Optional[float] = Field(None, gt=0, description="overrides lr for D")
-    lr_g: Optional[float] = Field(None, gt=0, description="overrides lr for G")
-    beta1: float = Field(0.5, ge=0, lt=1)
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    log_every: int = Field(50, ge=1)
-    sample_every: int = Field(500, ge=1)
+    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    lr_d: Optional[float] = Field(gt=0, description="overrides lr for D")
+    lr_g: Optional[float] = Field(gt=0, description="overrides lr for G")
+    beta1: float = Field(ge=0, lt=1)
+    device: Literal["auto", "cpu", "cuda", "mps"]
+    log_every: int = Field(ge=1)
+    sample_every: int = Field(ge=1)
 
     # sampling and evaluation
-    n_samples: int = Field(10_000, ge=64)
-    eval_image_size: int = 32
-    classifier_epochs: int = Field(3, ge=1)
-    kid_subset_size: int = Field(1000, ge=10)
-    kid_subsets: int = Field(100, ge=1)
+    n_samples: int = Field(ge=64)
+    eval_image_size: int
+    classifier_epochs: int = Field(ge=1)
+    kid_subset_size: int = Field(ge=10)
+    kid_subsets: int = Field(ge=1)
 
     @field_validator("image_size", "eval_image_size")
     @classmethod
@@ -81,6 +82,8 @@ class Config(BaseModel):
 def _describe(error: dict, raw: dict) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"`{key}` is missing. Every parameter needs a value; see the project's params.yaml for all of them."
     if error["type"] == "extra_forbidden":
         return f"`{key}` is not a known parameter. Known parameters: {', '.join(Config.model_fields)}."
     if error["type"] == "literal_error" and key == "dataset":

@@ -38,7 +38,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _copy_decompressed(source: Path, target: Path) -> None:
+def _checksum_error(name: str, source: str, actual: str, expected: str) -> DataError:
+    return DataError(f"{name} from {source} does not match the known Fashion-MNIST checksum "
+                     f"(sha256 {actual}, expected {expected}). The file is corrupt, truncated or another "
+                     "data set; it was not used. Replace it with a good copy and run again.")
+
+
+def _copy_verified(source: Path, target: Path, expected_sha256: str) -> None:
+    """Decompress (if .gz) `source` to `target`; the file appears only if its checksum matches."""
     opener = gzip.open if source.suffix == ".gz" else open
     with atomic_path(target) as tmp:
         try:
@@ -48,15 +55,18 @@ def _copy_decompressed(source: Path, target: Path) -> None:
             raise DataError(f"{source} cannot be read ({exc}). The mirror file is damaged: reinstall it "
                             "(apt-get install --reinstall dataset-fashion-mnist) or point `data_mirror` "
                             "in params.yaml at a good copy.") from None
+        actual = sha256_of(tmp)
+        if actual != expected_sha256:
+            raise _checksum_error(target.name, f"the mirror {source.parent}", actual, expected_sha256)
 
 
 def verify(folder: Path, expected: dict[str, str], source: str) -> None:
+    """Check files already in place; a bad one is deleted so that it can never be used."""
     for name, sha in expected.items():
         actual = sha256_of(folder / name)
         if actual != sha:
-            raise DataError(f"{name} from {source} does not match the known Fashion-MNIST checksum "
-                            f"(sha256 {actual}, expected {sha}). The file is corrupt, truncated or another "
-                            "data set; it was not used. Replace it with a good copy and run again.")
+            (folder / name).unlink()
+            raise _checksum_error(name, source, actual, sha)
 
 
 def _mirror_files(mirror: Path, names: list[str]) -> dict[str, Path] | None:
@@ -88,8 +98,7 @@ def fetch_fashion_mnist(mirror: str | Path, raw_root: str | Path) -> str:
     files = _mirror_files(mirror, names) if mirror.is_dir() else None
     if files is not None:
         for name, source in files.items():
-            _copy_decompressed(source, target / name)
-        verify(target, FASHION_MNIST_SHA256, f"the mirror {mirror}")
+            _copy_verified(source, target / name, FASHION_MNIST_SHA256[name])
         return f"mirror {mirror}"
 
     try:

@@ -1,0 +1,60 @@
+import pickle
+
+import pytest
+import torch
+
+from conftest import make_config
+from dcgan.checkpoint import load_checkpoint, save_checkpoint
+from dcgan.errors import CheckpointError
+from dcgan.models import build_models, model_spec
+
+
+def write_checkpoint(path, cfg):
+    generator, discriminator = build_models(cfg)
+    opt_g = torch.optim.Adam(generator.parameters())
+    opt_d = torch.optim.Adam(discriminator.parameters())
+    save_checkpoint(path, spec=model_spec(cfg), generator=generator, discriminator=discriminator,
+                    opt_g=opt_g, opt_d=opt_d, step=10, epoch=1, mlflow_run_id="abc")
+    return generator
+
+
+def test_round_trip(tmp_path):
+    cfg = make_config(image_size=16, ngf=8, ndf=8)
+    generator = write_checkpoint(tmp_path / "c.pt", cfg)
+    checkpoint = load_checkpoint(tmp_path / "c.pt", model_spec(cfg))
+    assert checkpoint["step"] == 10 and checkpoint["mlflow_run_id"] == "abc"
+    for name, tensor in generator.state_dict().items():
+        assert torch.equal(checkpoint["generator"][name], tensor)
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp file
+
+
+def test_a_checkpoint_of_another_model_names_both(tmp_path):
+    write_checkpoint(tmp_path / "c.pt", make_config(image_size=16, ngf=8, ndf=8))
+    with pytest.raises(CheckpointError, match="image_size: checkpoint 16 vs params 32.*ngf: checkpoint 8 vs params 16"):
+        load_checkpoint(tmp_path / "c.pt", model_spec(make_config(image_size=32, ngf=16, ndf=8)))
+
+
+class Exploit:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch pwned",))
+
+
+def test_a_crafted_pickle_is_refused_without_running(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open("evil.pt", "wb") as f:
+        pickle.dump({"format_version": 1, "payload": Exploit()}, f)
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_checkpoint("evil.pt", {})
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_truncated_and_missing_checkpoints(tmp_path):
+    cfg = make_config(image_size=16, ngf=8, ndf=8)
+    write_checkpoint(tmp_path / "c.pt", cfg)
+    data = (tmp_path / "c.pt").read_bytes()
+    (tmp_path / "c.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_checkpoint(tmp_path / "c.pt", model_spec(cfg))
+    with pytest.raises(CheckpointError, match="dvc repro train"):
+        load_checkpoint(tmp_path / "missing.pt", model_spec(cfg))

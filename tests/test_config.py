@@ -1,0 +1,81 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, make_config, project_params
+from dcgan.config import Config, load_config
+from dcgan.errors import ConfigError
+
+
+def write_params(tmp_path, **overrides):
+    params = {**project_params(), **overrides}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_project_params_are_valid_and_the_tutorial_defaults():
+    cfg = load_config(ROOT / "params.yaml")
+    assert (cfg.nz, cfg.ngf, cfg.ndf, cfg.batch_size, cfg.lr, cfg.beta1) == (100, 64, 64, 128, 2e-4, 0.5)
+    assert (cfg.image_size, cfg.epochs, cfg.dataset, cfg.max_train_images) == (64, 5, "fashion_mnist", 0)
+    assert cfg.nc == 1
+
+
+def test_lr_sets_both_learning_rates_unless_overridden():
+    cfg = make_config(lr=1e-4)
+    assert cfg.lr_d_effective == cfg.lr_g_effective == 1e-4
+    cfg = make_config(lr=1e-4, lr_d=4e-4)
+    assert (cfg.lr_d_effective, cfg.lr_g_effective) == (4e-4, 1e-4)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("dataset", "imagenet", "Supported: fashion_mnist"),
+    ("lr", 0, "`lr` = 0 is not allowed: Input should be greater than 0"),
+    ("lr", -1e-3, "`lr` = -0.001 is not allowed"),
+    ("image_size", 48, "`image_size` = 48 is not allowed: must be one of 16, 32, 64, 128, 256"),
+    ("batch_size", 0, "`batch_size` = 0 is not allowed: Input should be greater than or equal to 1"),
+    ("epochs", "many", "`epochs` = 'many' is not allowed"),
+    ("beta1", 1.0, "`beta1` = 1.0 is not allowed"),
+    ("device", "tpu", "`device` = 'tpu' is not allowed"),
+    ("learning_rate", 0.1, "`learning_rate` is not a known parameter"),
+])
+def test_bad_values_name_the_key_the_value_and_what_is_allowed(tmp_path, key, value, expected):
+    with pytest.raises(ConfigError) as error:
+        load_config(write_params(tmp_path, **{key: value}))
+    assert expected in str(error.value)
+
+
+def test_missing_key_and_broken_yaml(tmp_path):
+    params = project_params()
+    del params["nz"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match="`nz` is missing"):
+        load_config(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("lr: [0.1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "params.yaml")
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(write_params(tmp_path, lr=-1, batch_size=0))
+    assert "`lr`" in str(error.value) and "`batch_size`" in str(error.value)
+
+
+def test_flat_params_hold_every_key_for_mlflow():
+    flat = make_config().flat()
+    assert set(Config.model_fields) <= set(flat)
+    assert flat["lr_d_effective"] == flat["lr"]
+
+
+@pytest.mark.parametrize("stage", ["download", "preprocess", "train", "sample", "evaluate"])
+def test_a_stage_with_bad_params_fails_cleanly_before_any_work(tmp_path, stage):
+    write_params(tmp_path, lr=-1)
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "`lr` = -1 is not allowed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
