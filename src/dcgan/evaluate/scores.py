@@ -32,7 +32,7 @@ def load_classifier(cfg: Config) -> Classifier:
     if saved["image_size"] != cfg.eval_image_size:
         raise CheckpointError(f"{paths.CLASSIFIER} works at {saved['image_size']}x{saved['image_size']} but "
                               f"`eval_image_size` is {cfg.eval_image_size}. Re-train it: dvc repro classifier")
-    model = Classifier(saved["nc"], saved["num_classes"])
+    model = Classifier(saved["nc"], saved["num_classes"], saved["image_size"])
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 

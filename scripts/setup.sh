@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up what the pipeline and the tests need: the Fashion-MNIST mirror and a virtual environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MIRROR=/usr/share/datasets/fashion-mnist
+if [ ! -d "$MIRROR" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's dataset-fashion-mnist (Fashion-MNIST, 60k + 10k images) into $MIRROR"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "setup: no Fashion-MNIST mirror at $MIRROR. Either install it (sudo apt-get install dataset-fashion-mnist)," >&2
+    echo "       set data_mirror in params.yaml to a folder with the four IDX files, or stay online:" >&2
+    echo "       the download stage then fetches the data with torchvision." >&2
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv (torch, torchvision, dvc, mlflow: a few minutes the first time)"
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+# constraints.txt pins the versions CI uses; pyproject.toml keeps the ranges that work elsewhere.
+.venv/bin/pip install -q -c constraints.txt -e '.[test]'
+touch .venv/.installed
+echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA" if torch.cuda.is_available() else "CPU only")'))"

@@ -1,0 +1,119 @@
+"""End to end: `dvc repro`, then `dvc exp run -S lr=0.0001`, in a copy of the project, on a tiny config."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from conftest import ROOT, requires_fashion_mnist
+from dcgan import paths
+
+TINY = dict(max_train_images=256, image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, log_every=2,
+            sample_every=4, n_samples=256, classifier_epochs=1, kid_subset_size=64, kid_subsets=5, device="cpu")
+
+
+def run(args, cwd, env):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git+DVC copy of the project with tiny params, after `dvc repro` and `dvc exp run -S lr=0.0001`."""
+    copy = tmp_path_factory.mktemp("pipeline") / "project"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    (copy / "params.yaml").write_text(yaml.safe_dump({**params, **TINY}, sort_keys=False))
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    run(["git", "init", "-q"], copy, env)
+    run(["git", "add", "-A"], copy, env)
+    run(["git", "commit", "-qm", "tiny"], copy, env)
+    run(["dvc", "repro"], copy, env)
+    run(["git", "add", "-A"], copy, env)
+    run(["git", "commit", "-qm", "baseline run"], copy, env)
+    run(["dvc", "exp", "run", "-n", "lower-lr", "-S", "lr=0.0001"], copy, env)
+    return copy, env
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_dvc_exp_show_lists_both_learning_rates_and_scores(project):
+    copy, env = project
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], copy, env))
+    found = {}
+
+    def collect(node):  # dvc's JSON nests experiments under their baseline commit
+        if isinstance(node, dict):
+            data = node.get("data") or {}
+            lr = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("lr")
+            metrics = data.get("metrics", {}).get(str(paths.METRICS), {}).get("data", {})
+            if lr is not None and "fd_classifier" in metrics:
+                found[lr] = metrics["fd_classifier"]
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(rows)
+    assert {0.0002, 0.0001} <= set(found), found
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
+    copy, _ = project
+    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
+    assert sorted(run.data.params["lr"] for run in runs) == ["0.0001", "0.0002"]
+    client = mlflow.MlflowClient()
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert len(client.get_metric_history(run.info.run_id, "loss_d")) > 1
+        for name in ("fd_classifier", "fd_classifier_floor", "kid_classifier", "kid_classifier_std"):
+            assert math.isfinite(run.data.metrics[name])
+        images = [a.path for folder in ("train_grids", "samples", "figures")
+                  for a in client.list_artifacts(run.info.run_id, folder)]
+        assert any(p.endswith(".png") for p in images) and any(p.endswith(".gif") for p in images), images
+        assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(copy / "mlartifacts")
+    by_lr = {run.data.params["lr"]: run for run in runs}
+    assert by_lr["0.0001"].info.run_name == "lower-lr"
+    assert by_lr["0.0001"].data.tags["dvc_exp_name"] == "lower-lr"
+    assert by_lr["0.0002"].data.tags["dvc_exp_name"] == "(workspace)"
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_metrics_file_has_finite_scores_next_to_the_floor(project):
+    copy, _ = project
+    metrics = json.loads((copy / paths.METRICS).read_text())
+    for name in ("fd_classifier", "fd_classifier_floor", "kid_classifier", "kid_classifier_floor",
+                 "classifier_test_accuracy"):
+        assert math.isfinite(metrics[name]), name
+    assert metrics["n_generated"] == TINY["n_samples"] == metrics["n_floor"]
+    data = json.loads((copy / paths.DATA_REPORT).read_text())
+    assert data["count"] == TINY["max_train_images"] and data["shape"] == [1, 16, 16]
+    assert -1.0 <= data["normalized_min"] < 0 < data["normalized_max"] <= 1.0  # downscaling softens extremes
+
+
+def test_paths_in_the_package_are_the_ones_dvc_yaml_declares():
+    dvc_yaml = (ROOT / "dvc.yaml").read_text()
+    for name, value in vars(paths).items():
+        if isinstance(value, Path):
+            assert f"{value}" in dvc_yaml, f"paths.{name} = {value} is not declared in dvc.yaml"
