@@ -4,6 +4,7 @@
 # CPU, run as a DVC experiment so that it lands in DVC and MLflow like any other run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -x .venv/bin/dvc ] || { echo "pipeline: no .venv here; run 'make pipeline' (it sets up first) or 'make setup'." >&2; exit 1; }
 export PATH="$PWD/.venv/bin:$PATH"
 
 # The quick CPU variant (README, "Quick start"): 32x32 instead of 64x64, half-width nets, fewer epochs.
@@ -20,6 +21,11 @@ else
   echo "pipeline: the workspace now holds this experiment's params and results; 'git checkout params.yaml' returns to the defaults."
 fi
 echo
-echo "Scores (reports/metrics.json):"
-python -c 'import json; m = json.load(open("reports/metrics.json")); [print(f"  {k}: {m[k]:.4g}  (real-vs-real floor {m[k + \"_floor\"]:.4g})") for k in ("fd_classifier", "kid_classifier")]'
-echo "Figures: reports/samples/ and reports/train/.  Compare runs: dvc exp show, or 'make ui' (MLflow UI at http://127.0.0.1:5000)."
+python - <<'PY'
+import json
+metrics = json.load(open("reports/metrics.json"))
+print(f"Scores of {metrics['n_generated']} samples (reports/metrics.json), lower is better:")
+for name in ("fd_classifier", "kid_classifier"):
+    print(f"  {name}: {metrics[name]:.4g}   real-vs-real floor: {metrics[name + '_floor']:.4g}")
+PY
+echo "Figures: reports/samples/ and reports/train/. Compare runs: 'dvc exp show', or 'make ui' for MLflow."

@@ -1,4 +1,4 @@
-"""End to end: `dvc repro`, then `dvc exp run -S lr=0.0001`, in a copy of the project, on a tiny config."""
+"""End to end: `dvc repro`, `dvc exp run -S lr=0.0001` and a `--temp` run, in a copy of the project."""
 
 import json
 import math
@@ -31,8 +31,9 @@ def project(tmp_path_factory):
     copy = tmp_path_factory.mktemp("pipeline") / "project"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
+    results_of_local_runs = {"dvc.lock", str(paths.METRICS)}
     for name in files:
-        if (ROOT / name).is_file():
+        if (ROOT / name).is_file() and name not in results_of_local_runs:
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, copy / name)
     params = yaml.safe_load((copy / "params.yaml").read_text())
@@ -48,6 +49,8 @@ def project(tmp_path_factory):
     run(["git", "add", "-A"], copy, env)
     run(["git", "commit", "-qm", "baseline run"], copy, env)
     run(["dvc", "exp", "run", "-n", "lower-lr", "-S", "lr=0.0001"], copy, env)
+    # --temp runs in a throw-away clone under .dvc/tmp/exps/: its run must still land in our store.
+    run(["dvc", "exp", "run", "--temp", "-n", "in-temp-clone", "-S", "lr=0.0003"], copy, env)
     return copy, env
 
 
@@ -72,7 +75,7 @@ def test_dvc_exp_show_lists_both_learning_rates_and_scores(project):
                 collect(value)
 
     collect(rows)
-    assert {0.0002, 0.0001} <= set(found), found
+    assert {0.0002, 0.0001, 0.0003} <= set(found), found
 
 
 @pytest.mark.slow
@@ -81,7 +84,7 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     copy, _ = project
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
-    assert sorted(run.data.params["lr"] for run in runs) == ["0.0001", "0.0002"]
+    assert sorted(run.data.params["lr"] for run in runs) == ["0.0001", "0.0002", "0.0003"]
     client = mlflow.MlflowClient()
     for run in runs:
         assert run.info.status == "FINISHED"
@@ -96,6 +99,7 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     assert by_lr["0.0001"].info.run_name == "lower-lr"
     assert by_lr["0.0001"].data.tags["dvc_exp_name"] == "lower-lr"
     assert by_lr["0.0002"].data.tags["dvc_exp_name"] == "(workspace)"
+    assert by_lr["0.0003"].info.run_name == "in-temp-clone"
 
 
 @pytest.mark.slow
