@@ -1,11 +1,13 @@
-"""evaluate: scores of the samples and the real-vs-real floor -> reports/metrics.json and MLflow."""
+"""evaluate: scores of the samples and the real-vs-real floor -> reports/metrics.json, figures, MLflow."""
 
 import json
 
 from dcgan import paths
 from dcgan.config import load_config
+from dcgan.data.preprocess import CLASS_NAMES
 from dcgan.errors import run_stage
 from dcgan.evaluate.scores import evaluate
+from dcgan.figures import class_histogram
 from dcgan.io import write_json
 from dcgan.tracking import continued_run
 
@@ -13,13 +15,20 @@ from dcgan.tracking import continued_run
 def main() -> None:
     cfg = load_config()
     with continued_run(paths.MLFLOW_RUN) as mlflow:
+        scores, shares = evaluate(cfg)
         classifier = json.loads(paths.CLASSIFIER_REPORT.read_text())
-        metrics = {**evaluate(cfg), "classifier_test_accuracy": classifier["classifier_test_accuracy"]}
+        metrics = {**scores, "classifier_test_accuracy": classifier["classifier_test_accuracy"]}
         write_json(paths.METRICS, metrics)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        class_histogram(shares, CLASS_NAMES[cfg.dataset], paths.CLASS_HISTOGRAM)
+        mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(paths.METRICS))
-    for name in ("fd_classifier", "kid_classifier"):
-        print(f"{name}: {metrics[name]:.4g}  (real-vs-real floor {metrics[name + '_floor']:.4g})")
+        mlflow.log_artifact(str(paths.CLASS_HISTOGRAM), "figures")
+    print(f"scores of {metrics['n_generated']} samples (lower is better for fd and kid):")
+    for name in ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
+                 "density_classifier", "coverage_classifier", "class_entropy_ratio", "classes_covered",
+                 "is_classifier"):
+        spread = f" ± {metrics[name + '_std']:.3g}" if name + "_std" in metrics else ""
+        print(f"  {name}: {metrics[name]:.4g}{spread}   real-vs-real floor: {metrics[name + '_floor']:.4g}")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ def write_params(tmp_path, **overrides):
     return path
 
 
-def test_project_params_are_valid_and_the_tutorial_defaults():
-    cfg = load_config(ROOT / "params.yaml")
+def test_project_params_are_valid_and_the_tutorial_defaults(tmp_path):
+    cfg = load_config(write_params(tmp_path))
     assert (cfg.nz, cfg.ngf, cfg.ndf, cfg.batch_size, cfg.lr, cfg.beta1) == (100, 64, 64, 128, 2e-4, 0.5)
     assert (cfg.image_size, cfg.epochs, cfg.dataset, cfg.max_train_images) == (64, 5, "fashion_mnist", 0)
     assert cfg.nc == 1

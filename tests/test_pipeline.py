@@ -12,7 +12,7 @@ import mlflow
 import pytest
 import yaml
 
-from conftest import ROOT, requires_fashion_mnist
+from conftest import ROOT, project_params, requires_fashion_mnist
 from dcgan import paths
 
 TINY = dict(max_train_images=256, image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, log_every=2,
@@ -36,8 +36,7 @@ def project(tmp_path_factory):
         if (ROOT / name).is_file() and name not in results_of_local_runs:
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, copy / name)
-    params = yaml.safe_load((copy / "params.yaml").read_text())
-    (copy / "params.yaml").write_text(yaml.safe_dump({**params, **TINY}, sort_keys=False))
+    (copy / "params.yaml").write_text(yaml.safe_dump({**project_params(), **TINY}, sort_keys=False))
 
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -91,9 +90,11 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
         assert len(client.get_metric_history(run.info.run_id, "loss_d")) > 1
         for name in ("fd_classifier", "fd_classifier_floor", "kid_classifier", "kid_classifier_std"):
             assert math.isfinite(run.data.metrics[name])
+        assert math.isfinite(run.data.metrics["recall_classifier_floor"])
         images = [a.path for folder in ("train_grids", "samples", "figures")
                   for a in client.list_artifacts(run.info.run_id, folder)]
         assert any(p.endswith(".png") for p in images) and any(p.endswith(".gif") for p in images), images
+        assert any(p.endswith("class_histogram.png") for p in images), images
         assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(copy / "mlartifacts")
     by_lr = {run.data.params["lr"]: run for run in runs}
     assert by_lr["0.0001"].info.run_name == "lower-lr"
@@ -107,9 +108,13 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
 def test_metrics_file_has_finite_scores_next_to_the_floor(project):
     copy, _ = project
     metrics = json.loads((copy / paths.METRICS).read_text())
-    for name in ("fd_classifier", "fd_classifier_floor", "kid_classifier", "kid_classifier_floor",
-                 "classifier_test_accuracy"):
-        assert math.isfinite(metrics[name]), name
+    for score in ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
+                  "density_classifier", "coverage_classifier", "class_entropy_ratio", "is_classifier"):
+        for name in (score, f"{score}_floor"):
+            assert math.isfinite(metrics[name]), name
+    for spread in ("fd_classifier_std", "kid_classifier_std", "precision_classifier_floor_std"):
+        assert math.isfinite(metrics[spread]) and metrics[spread] >= 0, spread
+    assert 0 < metrics["classifier_test_accuracy"] <= 1
     assert metrics["n_generated"] == TINY["n_samples"] == metrics["n_floor"]
     data = json.loads((copy / paths.DATA_REPORT).read_text())
     assert data["count"] == TINY["max_train_images"] and data["shape"] == [1, 16, 16]

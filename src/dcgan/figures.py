@@ -89,3 +89,25 @@ def progress_gif(grid_files: list[Path], path: str | Path, ms_per_frame: int = 4
     with atomic_path(path) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                        duration=ms_per_frame, loop=0)
+
+
+def class_histogram(shares: dict[str, list[float]], class_names: list[str], path: str | Path) -> None:
+    """Side-by-side bars: the share of each class among generated and real images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    positions = np.arange(len(class_names))
+    width = 0.8 / len(shares)
+    fig, ax = plt.subplots(figsize=(max(6, len(class_names) * 0.9), 4))
+    for i, (label, values) in enumerate(shares.items()):
+        ax.bar(positions + (i - (len(shares) - 1) / 2) * width, values, width, label=label.replace("_", " "))
+    ax.set_xticks(positions, class_names, rotation=30, ha="right")
+    ax.set(ylabel="share of images", title="Classes the domain classifier assigns")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

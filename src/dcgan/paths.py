@@ -21,3 +21,4 @@ SAMPLES = Path("data/samples/samples.pt")
 SAMPLE_FIGURES = Path("reports/samples")
 
 METRICS = Path("reports/metrics.json")
+CLASS_HISTOGRAM = Path("reports/evaluate/class_histogram.png")

@@ -47,3 +47,12 @@ def kernel_distance(features_a: np.ndarray, features_b: np.ndarray, subset_size:
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (size * (size - 1))
         estimates.append(within - 2 * k_xy.mean())
     return float(np.mean(estimates)), float(np.std(estimates))
+
+
+def frechet_distance_std(features_a: np.ndarray, features_b: np.ndarray, bootstrap: int = 20,
+                         seed: int = 0) -> float:
+    """Spread of the Frechet distance: its std over bootstrap resamples of the first set."""
+    rng = np.random.default_rng(seed)
+    values = [frechet_distance(features_a[rng.integers(0, len(features_a), len(features_a))], features_b)
+              for _ in range(bootstrap)]
+    return float(np.std(values))

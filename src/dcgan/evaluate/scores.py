@@ -8,8 +8,10 @@ import torch
 from dcgan import paths
 from dcgan.config import Config
 from dcgan.errors import CheckpointError
+from dcgan.evaluate.classes import class_scores, class_shares
 from dcgan.evaluate.classifier import Classifier, predict, train_classifier
-from dcgan.evaluate.distances import frechet_distance, kernel_distance
+from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, kernel_distance
+from dcgan.evaluate.manifold import manifold_scores
 from dcgan.io import load_tensors, save_tensors
 
 
@@ -37,14 +39,31 @@ def load_classifier(cfg: Config) -> Classifier:
     return model.eval()
 
 
-def distance_scores(features: np.ndarray, reference: np.ndarray, cfg: Config, suffix: str = "") -> dict:
-    kid_mean, kid_std = kernel_distance(features, reference, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
-    return {f"fd_classifier{suffix}": frechet_distance(features, reference),
-            f"kid_classifier{suffix}": kid_mean, f"kid_classifier{suffix}_std": kid_std}
+def feature_scores(features: np.ndarray, probabilities: np.ndarray, test_features: np.ndarray,
+                   test_shares: np.ndarray, cfg: Config) -> dict:
+    """Every score of one image set against the real test split, named as in reports/metrics.json."""
+    kid_mean, kid_std = kernel_distance(features, test_features, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
+    manifold = manifold_scores(test_features, features, seed=cfg.seed)
+    scores = {
+        "fd_classifier": frechet_distance(features, test_features),
+        "fd_classifier_std": frechet_distance_std(features, test_features, seed=cfg.seed),
+        "kid_classifier": kid_mean,
+        "kid_classifier_std": kid_std,
+    }
+    for name in ("precision", "recall", "density", "coverage"):
+        scores[f"{name}_classifier"] = manifold[name]
+        scores[f"{name}_classifier_std"] = manifold[f"{name}_std"]
+    return {**scores, **class_scores(probabilities, test_shares)}
 
 
-def evaluate(cfg: Config) -> dict:
-    """Scores of the generated samples against the real test split, beside the real-vs-real floor."""
+def _with_floor_suffix(name: str) -> str:
+    """fd_classifier -> fd_classifier_floor, fd_classifier_std -> fd_classifier_floor_std."""
+    return f"{name.removesuffix('_std')}_floor_std" if name.endswith("_std") else f"{name}_floor"
+
+
+def evaluate(cfg: Config) -> tuple[dict, dict]:
+    """Scores of the generated samples against the real test split, beside the real-vs-real floor;
+    and the class shares of generated, real-train and real-test images (for the histogram)."""
     model = load_classifier(cfg)
     samples = load_tensors(paths.SAMPLES)["images"]
     test = load_tensors(paths.EVAL_TEST_DATA)["images"]
@@ -53,13 +72,19 @@ def evaluate(cfg: Config) -> dict:
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:len(samples)]
 
     size = cfg.eval_image_size
-    generated_features, _ = predict(model, samples, size)
-    test_features, _ = predict(model, test, size)
-    real_features, _ = predict(model, train[pick], size)
-    return {
-        **distance_scores(generated_features, test_features, cfg),
-        **distance_scores(real_features, test_features, cfg, suffix="_floor"),
-        "n_generated": len(samples),
-        "n_test": len(test),
-        "n_floor": len(pick),
-    }
+    generated_features, generated_probabilities = predict(model, samples, size)
+    test_features, test_probabilities = predict(model, test, size)
+    real_features, real_probabilities = predict(model, train[pick], size)
+    test_shares = class_shares(test_probabilities)
+
+    generated = feature_scores(generated_features, generated_probabilities, test_features, test_shares, cfg)
+    floor = feature_scores(real_features, real_probabilities, test_features, test_shares, cfg)
+    metrics = {}
+    for name in generated:
+        metrics[name] = generated[name]
+        metrics[_with_floor_suffix(name)] = floor[name]
+    metrics.update({"n_generated": len(samples), "n_test": len(test), "n_floor": len(pick),
+                    "max_classes": len(test_shares)})
+    shares = {"generated": class_shares(generated_probabilities).tolist(),
+              "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
+    return metrics, shares

@@ -1,0 +1,74 @@
+"""Calibration: what each score says about image sets whose quality is known.
+
+Run after the pipeline (it uses the trained classifier and the prepared evaluation data):
+
+    python -m dcgan.evaluate.calibration
+
+and it prints a markdown table: real images (the floor), this run's samples, and known failure
+modes (half the classes, one image repeated, blur, an untrained G, noise), scored exactly like
+the evaluate stage scores a run.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms.v2.functional import gaussian_blur
+
+from dcgan import paths
+from dcgan.config import Config, load_config
+from dcgan.data.normalize import denormalize
+from dcgan.evaluate.classes import class_shares
+from dcgan.evaluate.classifier import predict
+from dcgan.evaluate.scores import feature_scores, load_classifier
+from dcgan.io import load_tensors
+from dcgan.models import build_models
+
+COLUMNS = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
+           "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier")
+
+
+def reference_sets(images: torch.Tensor, labels: torch.Tensor, cfg: Config, n: int) -> dict[str, torch.Tensor]:
+    """Image sets of known quality, n each, at the resolution of `images`."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    pick = torch.randperm(len(images), generator=generator)[:n]
+    real, real_labels = images[pick], labels[pick]
+    half = images[labels < labels.max() // 2 + 1]
+    torch.manual_seed(cfg.seed)
+    untrained, _ = build_models(cfg.model_copy(update={"image_size": images.shape[-1]}))
+    with torch.no_grad():
+        untrained_images = torch.cat([denormalize(untrained.eval()(torch.randn(min(500, n - i), cfg.nz, 1, 1)))
+                                      for i in range(0, n, 500)])
+    return {
+        "real (the floor)": real,
+        "half of the classes": half[torch.randperm(len(half), generator=generator)[:n]],
+        "one image repeated": real[:1].expand(n, -1, -1, -1).contiguous(),
+        "blurred real (Gaussian, sigma 2)": gaussian_blur(real, kernel_size=[7, 7], sigma=[2.0, 2.0]),
+        "untrained G": untrained_images,
+        "uniform noise": torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=generator),
+    }
+
+
+def main() -> None:
+    cfg = load_config()
+    model = load_classifier(cfg)
+    size = cfg.eval_image_size
+    train, test = load_tensors(paths.EVAL_TRAIN_DATA), load_tensors(paths.EVAL_TEST_DATA)
+    test_features, test_probabilities = predict(model, test["images"], size)
+    test_shares = class_shares(test_probabilities)
+    sets = reference_sets(train["images"], train["labels"], cfg, cfg.n_samples)
+    if paths.SAMPLES.is_file():
+        sets = {"this run's samples": load_tensors(paths.SAMPLES)["images"], **sets}
+
+    print(f"| image set ({cfg.n_samples} images vs the {len(test_features)} test images) | "
+          + " | ".join(COLUMNS) + " |")
+    print("| --- " * (len(COLUMNS) + 1) + "|")
+    for name, images in sets.items():
+        features, probabilities = predict(model, images, size)
+        scores = feature_scores(features, probabilities, test_features, test_shares, cfg)
+        cells = [f"{scores[c]:.3g} ± {scores[c + '_std']:.2g}" if c + "_std" in scores else f"{scores[c]:.3g}"
+                 for c in COLUMNS]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
