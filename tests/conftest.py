@@ -14,11 +14,13 @@ DEBIAN_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def project_params() -> dict:
-    """The committed params.yaml: `dvc exp run` leaves an experiment's values in the workspace's copy,
-    and the tests must not change with them."""
+    """The keys of the workspace's params.yaml with their committed values: `dvc exp run` leaves an
+    experiment's values in the workspace, and the tests must not change with them (a key that is
+    not committed yet takes its workspace value)."""
+    workspace = yaml.safe_load((ROOT / "params.yaml").read_text())
     committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True)
-    text = committed.stdout if committed.returncode == 0 else (ROOT / "params.yaml").read_text()
-    return yaml.safe_load(text)
+    head = yaml.safe_load(committed.stdout) if committed.returncode == 0 else {}
+    return {key: head.get(key, value) for key, value in workspace.items()}
 
 
 def make_config(**overrides) -> Config:

@@ -1,5 +1,6 @@
 """End to end: `dvc repro`, `dvc exp run -S lr=0.0001` and a `--temp` run, in a copy of the project."""
 
+import csv
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from conftest import ROOT, project_params, requires_fashion_mnist
 from dcgan import paths
 
 TINY = dict(max_train_images=256, image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, log_every=2,
-            sample_every=4, n_samples=256, classifier_epochs=1, kid_subset_size=64, kid_subsets=5, device="cpu")
+            sample_every=4, eval_every=4, n_samples=256, curve_samples=128, classifier_epochs=1, kid_subset_size=64, kid_subsets=5, device="cpu")
 
 
 def run(args, cwd, env):
@@ -91,6 +92,7 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
         for name in ("fd_classifier", "fd_classifier_floor", "kid_classifier", "kid_classifier_std"):
             assert math.isfinite(run.data.metrics[name])
         assert math.isfinite(run.data.metrics["recall_classifier_floor"])
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "curve_fd_classifier")] == [4, 8]
         images = [a.path for folder in ("train_grids", "samples", "figures")
                   for a in client.list_artifacts(run.info.run_id, folder)]
         assert any(p.endswith(".png") for p in images) and any(p.endswith(".gif") for p in images), images
@@ -116,6 +118,9 @@ def test_metrics_file_has_finite_scores_next_to_the_floor(project):
         assert math.isfinite(metrics[spread]) and metrics[spread] >= 0, spread
     assert 0 < metrics["classifier_test_accuracy"] <= 1
     assert metrics["n_generated"] == TINY["n_samples"] == metrics["n_floor"]
+    curve = list(csv.DictReader(open(copy / paths.QUALITY_CURVE)))
+    assert [int(row["step"]) for row in curve] == [4, 8]  # 256 images / batch 32 = 8 steps, every 4
+    assert all(math.isfinite(float(row["fd_classifier"])) for row in curve)
     data = json.loads((copy / paths.DATA_REPORT).read_text())
     assert data["count"] == TINY["max_train_images"] and data["shape"] == [1, 16, 16]
     assert -1.0 <= data["normalized_min"] < 0 < data["normalized_max"] <= 1.0  # downscaling softens extremes

@@ -7,12 +7,12 @@ import torch
 from conftest import make_config
 from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
-from dcgan.io import save_tensors
+from dcgan.io import load_tensors, save_tensors
 from dcgan.models import build_models, model_spec
 from dcgan.train import LOGGED, train
 
 TINY = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, epochs=2, log_every=3, sample_every=4,
-            device="cpu")
+            eval_every=5, device="cpu")
 
 
 @pytest.fixture
@@ -40,6 +40,8 @@ def test_training_logs_checkpoints_and_tracks(workdir):
         assert float(row["loss_d"]) > 0 and float(row["loss_g"]) > 0
     assert sorted(p.name for p in paths.TRAIN_GRIDS.iterdir()) == ["step_0000004.png", "step_0000008.png"]
     assert paths.TRAIN_CURVES.stat().st_size > 0
+    snapshots = sorted(paths.SNAPSHOTS.iterdir())
+    assert [load_tensors(p)["step"] for p in snapshots] == [5, 8]  # every eval_every steps and the last
 
     checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
     assert checkpoint["step"] == steps and checkpoint["epoch"] == cfg.epochs

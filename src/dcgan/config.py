@@ -45,9 +45,11 @@ class Config(BaseModel):
     device: Literal["auto", "cpu", "cuda", "mps"]
     log_every: int = Field(ge=1)
     sample_every: int = Field(ge=1)
+    eval_every: int = Field(ge=1)
 
     # sampling and evaluation
     n_samples: int = Field(ge=64)
+    curve_samples: int = Field(ge=64)
     eval_image_size: int
     classifier_epochs: int = Field(ge=1)
     kid_subset_size: int = Field(ge=10)

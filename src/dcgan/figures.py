@@ -111,3 +111,27 @@ def class_histogram(shares: dict[str, list[float]], class_names: list[str], path
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def quality_curve(rows: list[dict], path: str | Path) -> None:
+    """fd_classifier and precision/recall of G's snapshots against the images seen in training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seen = [row["images_seen"] for row in rows]
+    fig, (ax_fd, ax_pr) = plt.subplots(1, 2, figsize=(12, 4))
+    ax_fd.plot(seen, [row["fd_classifier"] for row in rows], marker="o")
+    ax_fd.set(xlabel="images seen", ylabel="fd_classifier (lower is better)", yscale="log",
+              title="Frechet distance over training")
+    for name in ("precision", "recall", "density", "coverage"):
+        ax_pr.plot(seen, [row[f"{name}_classifier"] for row in rows], marker="o", label=name)
+    ax_pr.set(xlabel="images seen", ylabel="score", title="Fidelity and diversity over training")
+    for ax in (ax_fd, ax_pr):
+        ax.grid(alpha=0.3)
+    ax_pr.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -16,9 +16,12 @@ MLFLOW_RUN = Path("models/mlflow_run.json")
 TRAIN_LOG = Path("reports/train/log.csv")
 TRAIN_GRIDS = Path("reports/train/grids")
 TRAIN_CURVES = Path("reports/train/curves.png")
+SNAPSHOTS = Path("models/snapshots")
 
 SAMPLES = Path("data/samples/samples.pt")
 SAMPLE_FIGURES = Path("reports/samples")
 
 METRICS = Path("reports/metrics.json")
 CLASS_HISTOGRAM = Path("reports/evaluate/class_histogram.png")
+QUALITY_CURVE = Path("reports/evaluate/quality_curve.csv")
+QUALITY_CURVE_FIGURE = Path("reports/evaluate/quality_curve.png")

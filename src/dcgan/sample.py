@@ -23,6 +23,16 @@ def load_generator(cfg: Config, device: torch.device) -> Generator:
     return generator.to(device).eval()
 
 
+def generate_images(generator: Generator, count: int, nz: int, noise_rng: torch.Generator,
+                    device: torch.device) -> torch.Tensor:
+    """`count` uint8 images from G, in batches, with noise drawn on the CPU so any device gives the same z."""
+    chunks = []
+    for start in range(0, count, BATCH):
+        noise = torch.randn(min(BATCH, count - start), nz, 1, 1, generator=noise_rng).to(device)
+        chunks.append(denormalize(generate(generator, noise)).cpu())
+    return torch.cat(chunks)
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation: stays where Gaussian latents live, unlike a straight line (White, 2016)."""
     a_flat, b_flat = a.flatten(), b.flatten()
@@ -38,12 +48,7 @@ def sample(cfg: Config) -> None:
     generator = load_generator(cfg, device)
     noise_rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)  # independent of training's RNG
 
-    chunks = []
-    for start in range(0, cfg.n_samples, BATCH):
-        count = min(BATCH, cfg.n_samples - start)
-        noise = torch.randn(count, cfg.nz, 1, 1, generator=noise_rng).to(device)
-        chunks.append(denormalize(generate(generator, noise)).cpu())
-    samples = torch.cat(chunks)
+    samples = generate_images(generator, cfg.n_samples, cfg.nz, noise_rng, device)
     save_tensors(paths.SAMPLES, {"images": samples})  # uint8, like the real data it is compared with
 
     out = paths.SAMPLE_FIGURES

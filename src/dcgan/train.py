@@ -21,7 +21,7 @@ from dcgan.config import Config
 from dcgan.data.normalize import denormalize, normalize
 from dcgan.errors import ConfigError
 from dcgan.figures import display_scale, grid_image, save_image, training_curves
-from dcgan.io import load_tensors
+from dcgan.io import load_tensors, save_tensors
 from dcgan.models import build_models, model_spec
 from dcgan.tracking import training_run
 
@@ -74,6 +74,7 @@ def train(cfg: Config) -> None:
     fake_target = torch.zeros(cfg.batch_size, device=device)
 
     paths.TRAIN_GRIDS.mkdir(parents=True, exist_ok=True)
+    paths.SNAPSHOTS.mkdir(parents=True, exist_ok=True)
     paths.TRAIN_LOG.parent.mkdir(parents=True, exist_ok=True)
 
     with training_run(cfg.flat(), str(device), paths.MLFLOW_RUN) as mlflow, \
@@ -87,6 +88,11 @@ def train(cfg: Config) -> None:
             path = paths.TRAIN_GRIDS / f"step_{step:07d}.png"
             save_image(grid_image(fake, scale=display_scale(cfg.image_size)), path)
             mlflow.log_artifact(str(path), "train_grids")
+
+        def snapshot(step: int) -> None:  # G alone, scored later for the quality curve
+            save_tensors(paths.SNAPSHOTS / f"step_{step:07d}.pt",
+                         {"generator": generator.state_dict(), "step": step, "images_seen": step * cfg.batch_size,
+                          "seconds": time.perf_counter() - started})
 
         def checkpoint(step: int, epoch: int) -> None:
             save_checkpoint(paths.CHECKPOINT, spec=model_spec(cfg), generator=generator,
@@ -143,6 +149,8 @@ def train(cfg: Config) -> None:
                                      d_real=f"{means['d_real']:.2f}", refresh=False)
             if done % cfg.sample_every == 0 or done == total_steps:
                 save_grid(done)
+            if done % cfg.eval_every == 0 or done == total_steps:
+                snapshot(done)
             if done % steps_per_epoch == 0:
                 checkpoint(done, epoch + 1)
         progress.close()

@@ -10,6 +10,7 @@ from dcgan.config import Config
 from dcgan.errors import CheckpointError
 from dcgan.evaluate.classes import class_scores, class_shares
 from dcgan.evaluate.classifier import Classifier, predict, train_classifier
+from dcgan.evaluate.curve import quality_curve
 from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, kernel_distance
 from dcgan.evaluate.manifold import manifold_scores
 from dcgan.io import load_tensors, save_tensors
@@ -61,9 +62,10 @@ def _with_floor_suffix(name: str) -> str:
     return f"{name.removesuffix('_std')}_floor_std" if name.endswith("_std") else f"{name}_floor"
 
 
-def evaluate(cfg: Config) -> tuple[dict, dict]:
+def evaluate(cfg: Config) -> tuple[dict, dict, list[dict]]:
     """Scores of the generated samples against the real test split, beside the real-vs-real floor;
-    and the class shares of generated, real-train and real-test images (for the histogram)."""
+    the class shares of generated, real-train and real-test images (for the histogram); and the
+    quality curve of the snapshots kept during training."""
     model = load_classifier(cfg)
     samples = load_tensors(paths.SAMPLES)["images"]
     test = load_tensors(paths.EVAL_TEST_DATA)["images"]
@@ -87,4 +89,4 @@ def evaluate(cfg: Config) -> tuple[dict, dict]:
                     "max_classes": len(test_shares)})
     shares = {"generated": class_shares(generated_probabilities).tolist(),
               "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
-    return metrics, shares
+    return metrics, shares, quality_curve(cfg, model, test_features)

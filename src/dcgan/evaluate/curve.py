@@ -1,0 +1,43 @@
+"""Scores over training: each G snapshot that train kept, scored in the classifier's feature space.
+
+Answers "when did it stop improving" and "how long to reach quality X". Each snapshot is scored
+on `curve_samples` samples (fewer than the final evaluation, so the curve's FD sits a little
+higher than the final one: FD is biased by the sample count); points on one curve compare.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dcgan import paths
+from dcgan.config import Config
+from dcgan.evaluate.classifier import Classifier, predict
+from dcgan.evaluate.distances import frechet_distance, kernel_distance
+from dcgan.evaluate.manifold import manifold_scores
+from dcgan.io import load_tensors
+from dcgan.models import Generator
+from dcgan.sample import generate_images
+
+COLUMNS = ("step", "images_seen", "seconds", "fd_classifier", "kid_classifier", "precision_classifier",
+           "recall_classifier", "density_classifier", "coverage_classifier")
+
+
+def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray) -> list[dict]:
+    rows = []
+    generator = Generator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size)
+    for snapshot_file in sorted(paths.SNAPSHOTS.glob("step_*.pt")):
+        snapshot = load_tensors(snapshot_file)
+        generator.load_state_dict(snapshot["generator"])
+        noise_rng = torch.Generator().manual_seed(cfg.seed + 2)  # the same z for every snapshot
+        images = generate_images(generator, cfg.curve_samples, cfg.nz, noise_rng, torch.device("cpu"))
+        features, _ = predict(classifier, images, cfg.eval_image_size)
+        manifold = manifold_scores(test_features, features, bootstrap=1, seed=cfg.seed)
+        rows.append({
+            "step": snapshot["step"], "images_seen": snapshot["images_seen"],
+            "seconds": round(snapshot["seconds"], 2),
+            "fd_classifier": frechet_distance(features, test_features),
+            "kid_classifier": kernel_distance(features, test_features, cfg.kid_subset_size, 10, cfg.seed)[0],
+            **{f"{name}_classifier": manifold[name] for name in ("precision", "recall", "density", "coverage")},
+        })
+    return rows
