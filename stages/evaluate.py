@@ -24,7 +24,8 @@ def main() -> None:
         class_histogram(shares, CLASS_NAMES[cfg.dataset], paths.CLASS_HISTOGRAM)
         write_csv(paths.QUALITY_CURVE, curve, COLUMNS)
         figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE)
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({name: value for name, value in metrics.items() if isinstance(value, (int, float))})
+        mlflow.set_tag("inception", metrics["inception"])
         for row in curve:  # the curve as metric histories, so the compare view overlays runs
             mlflow.log_metrics({f"curve_{name}": row[name] for name in COLUMNS[3:]}, step=row["step"])
         for path in (paths.METRICS, paths.QUALITY_CURVE):
@@ -34,7 +35,9 @@ def main() -> None:
     print(f"scores of {metrics['n_generated']} samples (lower is better for fd and kid):")
     for name in ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
                  "density_classifier", "coverage_classifier", "class_entropy_ratio", "classes_covered",
-                 "is_classifier"):
+                 "is_classifier", "fid_inception", "kid_inception", "precision_inception", "recall_inception"):
+        if name not in metrics:
+            continue
         spread = f" ± {metrics[name + '_std']:.3g}" if name + "_std" in metrics else ""
         print(f"  {name}: {metrics[name]:.4g}{spread}   real-vs-real floor: {metrics[name + '_floor']:.4g}")
 

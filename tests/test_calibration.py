@@ -10,7 +10,7 @@ from dcgan.data.preprocess import prepare_split
 from dcgan.evaluate.classes import class_shares
 from dcgan.evaluate.calibration import reference_sets
 from dcgan.evaluate.classifier import predict, train_classifier
-from dcgan.evaluate.scores import feature_scores
+from dcgan.evaluate.scores import classifier_scores
 
 N = 2000
 CFG = make_config(kid_subset_size=500, kid_subsets=20)
@@ -29,7 +29,7 @@ def lab(tmp_path_factory):
 
     def score(images):
         features, probabilities = predict(classifier, images, 32)
-        return feature_scores(features, probabilities, test_features, class_shares(test_probabilities), CFG)
+        return classifier_scores(features, probabilities, test_features, class_shares(test_probabilities), CFG)
 
     held_out = train["images"][10_000:], train["labels"][10_000:]  # real images the classifier never saw
     return score, held_out

@@ -52,6 +52,7 @@ class Config(BaseModel):
     curve_samples: int = Field(ge=64)
     eval_image_size: int
     classifier_epochs: int = Field(ge=1)
+    inception: Literal["auto", "on", "off"]
     kid_subset_size: int = Field(ge=10)
     kid_subsets: int = Field(ge=1)
 

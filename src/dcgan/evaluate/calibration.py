@@ -19,7 +19,7 @@ from dcgan.config import Config, load_config
 from dcgan.data.normalize import denormalize
 from dcgan.evaluate.classes import class_shares
 from dcgan.evaluate.classifier import predict
-from dcgan.evaluate.scores import feature_scores, load_classifier
+from dcgan.evaluate.scores import classifier_scores, load_classifier
 from dcgan.io import load_tensors
 from dcgan.models import build_models
 
@@ -64,7 +64,7 @@ def main() -> None:
     print("| --- " * (len(COLUMNS) + 1) + "|")
     for name, images in sets.items():
         features, probabilities = predict(model, images, size)
-        scores = feature_scores(features, probabilities, test_features, test_shares, cfg)
+        scores = classifier_scores(features, probabilities, test_features, test_shares, cfg)
         cells = [f"{scores[c]:.3g} ± {scores[c + '_std']:.2g}" if c + "_std" in scores else f"{scores[c]:.3g}"
                  for c in COLUMNS]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from dcgan import paths
 from dcgan.config import Config
@@ -12,7 +15,10 @@ from dcgan.evaluate.classes import class_scores, class_shares
 from dcgan.evaluate.classifier import Classifier, predict, train_classifier
 from dcgan.evaluate.curve import quality_curve
 from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, kernel_distance
+from dcgan.data.preprocess import resize
+from dcgan.evaluate.inception import inception_features, load_inception
 from dcgan.evaluate.manifold import manifold_scores
+from dcgan.train import pick_device
 from dcgan.io import load_tensors, save_tensors
 
 
@@ -40,21 +46,36 @@ def load_classifier(cfg: Config) -> Classifier:
     return model.eval()
 
 
-def feature_scores(features: np.ndarray, probabilities: np.ndarray, test_features: np.ndarray,
-                   test_shares: np.ndarray, cfg: Config) -> dict:
-    """Every score of one image set against the real test split, named as in reports/metrics.json."""
+def distance_scores(features: np.ndarray, test_features: np.ndarray, space: str, cfg: Config) -> dict:
+    """Distances and manifold scores of one image set against the real test split in one feature space."""
     kid_mean, kid_std = kernel_distance(features, test_features, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
     manifold = manifold_scores(test_features, features, seed=cfg.seed)
+    fd = "fid_inception" if space == "inception" else f"fd_{space}"  # the standard name where it is the standard
     scores = {
-        "fd_classifier": frechet_distance(features, test_features),
-        "fd_classifier_std": frechet_distance_std(features, test_features, seed=cfg.seed),
-        "kid_classifier": kid_mean,
-        "kid_classifier_std": kid_std,
+        fd: frechet_distance(features, test_features),
+        f"{fd}_std": frechet_distance_std(features, test_features, seed=cfg.seed),
+        f"kid_{space}": kid_mean,
+        f"kid_{space}_std": kid_std,
     }
     for name in ("precision", "recall", "density", "coverage"):
-        scores[f"{name}_classifier"] = manifold[name]
-        scores[f"{name}_classifier_std"] = manifold[f"{name}_std"]
-    return {**scores, **class_scores(probabilities, test_shares)}
+        scores[f"{name}_{space}"] = manifold[name]
+        scores[f"{name}_{space}_std"] = manifold[f"{name}_std"]
+    return scores
+
+
+def classifier_scores(features: np.ndarray, probabilities: np.ndarray, test_features: np.ndarray,
+                      test_shares: np.ndarray, cfg: Config) -> dict:
+    """Every score in the domain classifier's space, named as in reports/metrics.json."""
+    return {**distance_scores(features, test_features, "classifier", cfg), **class_scores(probabilities, test_shares)}
+
+
+def inception_wanted(cfg: Config) -> tuple[bool, str]:
+    """Whether to compute the Inception scores, and why (they take ~30 min of a 2-core CPU)."""
+    if cfg.inception == "auto":
+        on = torch.cuda.is_available()
+        return on, "on: a CUDA device is present (inception: auto)" if on else \
+            "off: no CUDA device (inception: auto); set `inception: on` to compute them on the CPU"
+    return cfg.inception == "on", f"{cfg.inception}: set in params.yaml"
 
 
 def _with_floor_suffix(name: str) -> str:
@@ -79,14 +100,27 @@ def evaluate(cfg: Config) -> tuple[dict, dict, list[dict]]:
     real_features, real_probabilities = predict(model, train[pick], size)
     test_shares = class_shares(test_probabilities)
 
-    generated = feature_scores(generated_features, generated_probabilities, test_features, test_shares, cfg)
-    floor = feature_scores(real_features, real_probabilities, test_features, test_shares, cfg)
+    generated = classifier_scores(generated_features, generated_probabilities, test_features, test_shares, cfg)
+    floor = classifier_scores(real_features, real_probabilities, test_features, test_shares, cfg)
+
+    use_inception, inception_reason = inception_wanted(cfg)
+    print(f"Inception scores: {inception_reason}")
+    if use_inception:
+        device = pick_device(cfg.device)
+        inception = load_inception(device)
+        sets = {"generated": resize(samples, size), "test": test, "real": train[pick]}  # one protocol for all
+        with tqdm(total=sum(map(len, sets.values())), desc="inception", unit="img",
+                  mininterval=0.5 if sys.stderr.isatty() else 30) as progress:
+            features = {name: inception_features(inception, images, device, progress=progress)
+                        for name, images in sets.items()}
+        generated.update(distance_scores(features["generated"], features["test"], "inception", cfg))
+        floor.update(distance_scores(features["real"], features["test"], "inception", cfg))
     metrics = {}
     for name in generated:
         metrics[name] = generated[name]
         metrics[_with_floor_suffix(name)] = floor[name]
     metrics.update({"n_generated": len(samples), "n_test": len(test), "n_floor": len(pick),
-                    "max_classes": len(test_shares)})
+                    "max_classes": len(test_shares), "inception": inception_reason})
     shares = {"generated": class_shares(generated_probabilities).tolist(),
               "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
     return metrics, shares, quality_curve(cfg, model, test_features)
