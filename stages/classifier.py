@@ -3,7 +3,7 @@
 from dcgan import paths
 from dcgan.config import load_config
 from dcgan.errors import run_stage
-from dcgan.evaluate.scores import fit_classifier
+from dcgan.evaluate.classifier import fit_classifier
 from dcgan.io import write_json
 
 

