@@ -11,6 +11,22 @@ from torchvision.utils import make_grid
 from dcgan.io import atomic_path
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only backend (no display on servers and CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    _pyplot().close(fig)
+
+
 def grid_image(images_u8: torch.Tensor, nrow: int = 8, scale: int = 1) -> Image.Image:
     """uint8 [N, C, H, W] -> one PIL image, nrow per row, optionally enlarged (nearest) for small images."""
     grid = make_grid(images_u8, nrow=nrow, padding=2, pad_value=255)  # uint8 in, uint8 out
@@ -33,10 +49,7 @@ def display_scale(image_size: int) -> int:
 
 def training_curves(log_csv: str | Path, path: str | Path) -> None:
     """Losses of D and G, and D's outputs on real and fake images, against the training step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     import pandas as pd
 
     log = pd.read_csv(log_csv)
@@ -52,16 +65,11 @@ def training_curves(log_csv: str | Path, path: str | Path) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def real_vs_fake(real_u8: torch.Tensor, fake_u8: torch.Tensor, path: str | Path, real_title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     scale = display_scale(real_u8.shape[-1])
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.4))
@@ -71,9 +79,7 @@ def real_vs_fake(real_u8: torch.Tensor, fake_u8: torch.Tensor, path: str | Path,
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def progress_gif(grid_files: list[Path], path: str | Path, ms_per_frame: int = 400) -> None:
@@ -93,10 +99,7 @@ def progress_gif(grid_files: list[Path], path: str | Path, ms_per_frame: int = 4
 
 def class_histogram(shares: dict[str, list[float]], class_names: list[str], path: str | Path) -> None:
     """Side-by-side bars: the share of each class among generated and real images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     import numpy as np
 
     positions = np.arange(len(class_names))
@@ -108,17 +111,12 @@ def class_histogram(shares: dict[str, list[float]], class_names: list[str], path
     ax.set(ylabel="share of images", title="Classes the domain classifier assigns")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 def quality_curve(rows: list[dict], path: str | Path) -> None:
     """fd_classifier and precision/recall of G's snapshots against the images seen in training."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     seen = [row["images_seen"] for row in rows]
     fig, (ax_fd, ax_pr) = plt.subplots(1, 2, figsize=(12, 4))
@@ -132,6 +130,4 @@ def quality_curve(rows: list[dict], path: str | Path) -> None:
         ax.grid(alpha=0.3)
     ax_pr.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save_figure(fig, path)

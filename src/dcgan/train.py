@@ -8,12 +8,10 @@ and are read once every `log_every` steps, so the loop never waits on the host.
 from __future__ import annotations
 
 import csv
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from dcgan import paths
 from dcgan.checkpoint import save_checkpoint
@@ -21,7 +19,7 @@ from dcgan.config import Config
 from dcgan.data.normalize import denormalize, normalize
 from dcgan.errors import ConfigError
 from dcgan.figures import display_scale, grid_image, save_image, training_curves
-from dcgan.io import load_tensors, save_tensors
+from dcgan.io import load_tensors, progress_bar, save_tensors
 from dcgan.models import build_models, model_spec
 from dcgan.tracking import training_run
 
@@ -102,9 +100,7 @@ def train(cfg: Config) -> None:
         sums = torch.zeros(len(LOGGED), device=device)  # running sums of LOGGED since the last log line
         steps_summed = 0
         started = time.perf_counter()
-        interactive = sys.stderr.isatty()
-        progress = tqdm(range(total_steps), desc="train", unit="step", dynamic_ncols=True,
-                        mininterval=0.5 if interactive else 30)
+        progress = progress_bar(range(total_steps), desc="train", unit="step")
         for step in progress:
             epoch, batch_in_epoch = divmod(step, steps_per_epoch)
             if batch_in_epoch == 0:

@@ -7,20 +7,17 @@ image sizes and the classifier is trained once per data set.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from dcgan import paths
 from dcgan.config import Config
 from dcgan.data.normalize import normalize
 from dcgan.data.preprocess import resize
 from dcgan.errors import CheckpointError
-from dcgan.io import load_tensors, save_tensors
+from dcgan.io import load_tensors, progress_bar, save_tensors
 
 FEATURES = 128
 
@@ -54,8 +51,7 @@ def train_classifier(images_u8: torch.Tensor, labels: torch.Tensor, num_classes:
     model = Classifier(images_u8.shape[1], num_classes, images_u8.shape[-1])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps_per_epoch = len(images_u8) // batch_size
-    progress = tqdm(total=epochs * steps_per_epoch, desc="classifier", unit="step",
-                    mininterval=0.5 if sys.stderr.isatty() else 30)
+    progress = progress_bar(total=epochs * steps_per_epoch, desc="classifier", unit="step")
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(images_u8))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from dcgan import paths
 from dcgan.config import Config
@@ -17,7 +14,7 @@ from dcgan.evaluate.curve import quality_curve
 from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, kernel_distance
 from dcgan.evaluate.inception import inception_features, load_inception
 from dcgan.evaluate.manifold import manifold_scores
-from dcgan.io import load_tensors
+from dcgan.io import load_tensors, progress_bar
 from dcgan.train import pick_device
 
 
@@ -84,8 +81,7 @@ def evaluate(cfg: Config) -> tuple[dict, dict, list[dict]]:
         device = pick_device(cfg.device)
         inception = load_inception(device)
         sets = {"generated": resize(samples, size), "test": test, "real": train[pick]}  # one protocol for all
-        with tqdm(total=sum(map(len, sets.values())), desc="inception", unit="img",
-                  mininterval=0.5 if sys.stderr.isatty() else 30) as progress:
+        with progress_bar(total=sum(map(len, sets.values())), desc="inception", unit="img") as progress:
             features = {name: inception_features(inception, images, device, progress=progress)
                         for name, images in sets.items()}
         generated.update(distance_scores(features["generated"], features["test"], "inception", cfg))
