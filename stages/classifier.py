@@ -11,7 +11,10 @@ def main() -> None:
     cfg = load_config()
     report = fit_classifier(cfg)
     write_json(paths.CLASSIFIER_REPORT, report)
-    print(f"classifier test accuracy {report['classifier_test_accuracy']:.4f} -> {paths.CLASSIFIER}")
+    if "classifier_test_accuracy" in report:
+        print(f"classifier test accuracy {report['classifier_test_accuracy']:.4f} -> {paths.CLASSIFIER}")
+    else:
+        print(f"classifier {report['classifier']}")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
 from dcgan import paths
 from dcgan.config import load_config
-from dcgan.data.download import fetch_fashion_mnist
+from dcgan.data.download import fetch
 from dcgan.errors import run_stage
 
 
 def main() -> None:
     cfg = load_config()
-    source = fetch_fashion_mnist(cfg.data_mirror, paths.RAW_DATA)
+    source = fetch(cfg, paths.RAW_DATA)
     print(f"{cfg.dataset}: verified raw files from {source} -> {paths.RAW_DATA}/")
 
 

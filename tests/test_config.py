@@ -31,10 +31,17 @@ def test_lr_sets_both_learning_rates_unless_overridden():
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("dataset", "imagenet", "Supported: fashion_mnist"),
+    ("dataset", "imagenet", "Supported: fashion_mnist, mnist, cifar10, celeba, folder"),
     ("lr", 0, "`lr` = 0 is not allowed: Input should be greater than 0"),
     ("lr", -1e-3, "`lr` = -0.001 is not allowed"),
-    ("image_size", 48, "`image_size` = 48 is not allowed: must be one of 16, 32, 64, 128, 256"),
+    ("image_size", 48, "`image_size` = 48 is not allowed: must be one of 16, 28, 32, 64, 128, 256"),
+    ("arch", "resnet", "`arch` = 'resnet' is not allowed: Input should be 'dcgan' or 'mlp'"),
+    ("noise", "gaussian", "`noise` = 'gaussian' is not allowed: Input should be 'normal' or 'uniform'"),
+    ("sample_bn_mode", "off", "`sample_bn_mode` = 'off' is not allowed"),
+    ("d_dropout", 1.0, "`d_dropout` = 1.0 is not allowed"),
+    ("label_smoothing", 0.5, "`label_smoothing` = 0.5 is not allowed"),
+    ("ema_decay", -0.1, "`ema_decay` = -0.1 is not allowed"),
+    ("max_bad_image_fraction", 2, "`max_bad_image_fraction` = 2 is not allowed"),
     ("batch_size", 0, "`batch_size` = 0 is not allowed: Input should be greater than or equal to 1"),
     ("epochs", "many", "`epochs` = 'many' is not allowed"),
     ("beta1", 1.0, "`beta1` = 1.0 is not allowed"),
@@ -56,6 +63,26 @@ def test_missing_key_and_broken_yaml(tmp_path):
     (tmp_path / "params.yaml").write_text("lr: [0.1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "params.yaml")
+
+
+def test_folder_needs_its_path_and_channels_and_other_data_sets_refuse_them(tmp_path):
+    with pytest.raises(ConfigError, match="'folder' needs `path` and `channels`"):
+        load_config(write_params(tmp_path, dataset="folder"))
+    with pytest.raises(ConfigError, match="`channels` apply only to `dataset: folder`"):
+        load_config(write_params(tmp_path, dataset="mnist", channels=3))
+    cfg = load_config(write_params(tmp_path, dataset="folder", path="/images", channels=3))
+    assert cfg.nc == 3
+
+
+def test_channels_follow_the_data_set():
+    assert {name: make_config(dataset=name).nc for name in ("fashion_mnist", "mnist", "cifar10", "celeba")} == \
+        {"fashion_mnist": 1, "mnist": 1, "cifar10": 3, "celeba": 3}
+
+
+def test_data_mirror_auto_is_the_data_sets_usual_place():
+    assert make_config(dataset="fashion_mnist", data_mirror="auto").mirror == "/usr/share/datasets/fashion-mnist"
+    assert make_config(dataset="cifar10", data_mirror="auto").mirror is None
+    assert make_config(dataset="cifar10", data_mirror="/data/cifar").mirror == "/data/cifar"
 
 
 def test_all_problems_are_reported_at_once(tmp_path):

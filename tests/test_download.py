@@ -20,7 +20,7 @@ def known_checksums(tiny_mirror, monkeypatch):
 
 
 def offline(monkeypatch):
-    def no_network(raw_root):
+    def no_network(raw_root, dataset):
         raise URLError("[Errno -3] Temporary failure in name resolution")
     monkeypatch.setattr(download, "_download_with_torchvision", no_network)
 
@@ -58,13 +58,13 @@ def test_offline_without_a_mirror_names_both_fixes(tmp_path, monkeypatch):
     with pytest.raises(DataError) as error:
         fetch_fashion_mnist(tmp_path / "no-such-mirror", tmp_path / "raw")
     message = str(error.value)
-    assert "no complete mirror" in message and "name resolution" in message
+    assert "no usable mirror" in message and "name resolution" in message
     assert "apt-get install dataset-fashion-mnist" in message and "data_mirror" in message
     assert "internet" in message
 
 
 def test_a_download_with_a_wrong_checksum_is_deleted(tmp_path, known_checksums, monkeypatch):
-    def fake_download(raw_root):
+    def fake_download(raw_root, dataset):
         target = raw_folder(raw_root)
         target.mkdir(parents=True, exist_ok=True)
         for name in known_checksums:

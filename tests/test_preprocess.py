@@ -3,7 +3,7 @@ import torch
 
 from dcgan.data.download import raw_folder
 from dcgan.data.normalize import normalize
-from dcgan.data.preprocess import prepare_split, read_split, resize, summarize
+from dcgan.data.preprocess import prepare_split, resize, summarize
 from dcgan.errors import DataError
 
 
@@ -44,9 +44,9 @@ def test_prepare_split_reads_idx_files(tmp_path, tiny_mirror):
     split = prepare_split(tmp_path, train=True, size=32, max_images=25)
     assert split["images"].shape == (25, 1, 32, 32) and split["images"].dtype == torch.uint8
     assert split["labels"].tolist() == [i % 10 for i in range(25)]
-    assert read_split(tmp_path, train=False)[0].shape == (20, 1, 28, 28)
+    assert prepare_split(tmp_path, train=False, size=28)["images"].shape == (20, 1, 28, 28)
 
 
 def test_missing_raw_data_says_which_stage_to_run(tmp_path):
     with pytest.raises(DataError, match="dvc repro download"):
-        read_split(tmp_path, train=True)
+        prepare_split(tmp_path, train=True, size=32)

@@ -13,12 +13,14 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | Path, *, spec: dict, generator, discriminator, opt_g, opt_d,
-                    step: int, epoch: int, mlflow_run_id: str | None) -> None:
+                    step: int, epoch: int, mlflow_run_id: str | None, generator_ema=None) -> None:
+    """`generator_ema`: the moving average of G's weights (ema_decay > 0), which sampling uses."""
     save_tensors(path, {
         "format_version": FORMAT_VERSION,
         "model_spec": spec,
         "generator": generator.state_dict(),
         "discriminator": discriminator.state_dict(),
+        "generator_ema": generator_ema.state_dict() if generator_ema is not None else None,
         "opt_g": opt_g.state_dict(),
         "opt_d": opt_d.state_dict(),
         "step": step,

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dcgan.data.datasets import DATASETS
 from dcgan.errors import ConfigError
 
-DATASETS = ("fashion_mnist",)
-IMAGE_SIZES = (16, 32, 64, 128, 256)
+# Powers of two (4x4 maps next to the latent) and 28, the 7 -> 14 -> 28 layout of the MNIST tutorials.
+IMAGE_SIZES = (16, 28, 32, 64, 128, 256)
 
 
 class Config(BaseModel):
@@ -25,15 +26,21 @@ class Config(BaseModel):
     seed: int
 
     # data
-    dataset: Literal["fashion_mnist"]
-    data_mirror: str
+    dataset: Literal[tuple(DATASETS)]
+    data_mirror: str = Field(description="auto = the data set's usual local place, else a folder or archive")
+    path: Optional[str] = Field(description="the image folder of dataset: folder")
+    channels: Optional[Literal[1, 3]] = Field(description="1 or 3, for dataset: folder only")
+    max_bad_image_fraction: float = Field(ge=0, le=1)
     max_train_images: int = Field(ge=0, description="0 = the whole training split")
     image_size: int
 
     # model
+    arch: Literal["dcgan", "mlp"]
     nz: int = Field(ge=1)
     ngf: int = Field(ge=1)
     ndf: int = Field(ge=1)
+    d_dropout: float = Field(ge=0, lt=1)
+    noise: Literal["normal", "uniform"]
 
     # training
     batch_size: int = Field(ge=1)
@@ -42,6 +49,8 @@ class Config(BaseModel):
     lr_d: Optional[float] = Field(gt=0, description="overrides lr for D")
     lr_g: Optional[float] = Field(gt=0, description="overrides lr for G")
     beta1: float = Field(ge=0, lt=1)
+    label_smoothing: float = Field(ge=0, lt=0.5, description="one-sided: D's target for real images is 1 - this")
+    ema_decay: float = Field(ge=0, lt=1, description="0 = off; else sample from an EMA of G's weights")
     device: Literal["auto", "cpu", "cuda", "mps"]
     log_every: int = Field(ge=1)
     sample_every: int = Field(ge=1)
@@ -49,6 +58,7 @@ class Config(BaseModel):
 
     # sampling and evaluation
     n_samples: int = Field(ge=64)
+    sample_bn_mode: Literal["eval", "train"]
     curve_samples: int = Field(ge=64)
     eval_image_size: int
     classifier_epochs: int = Field(ge=1)
@@ -63,10 +73,30 @@ class Config(BaseModel):
             raise ValueError(f"must be one of {', '.join(map(str, IMAGE_SIZES))}")
         return size
 
+    @model_validator(mode="after")
+    def _folder_params(self) -> "Config":
+        if self.dataset == "folder":
+            missing = [key for key in ("path", "channels") if getattr(self, key) is None]
+            if missing:
+                raise ValueError(f"`dataset` = 'folder' needs {' and '.join(f'`{k}`' for k in missing)}: "
+                                 "`path` is the image folder, `channels` is 1 (grayscale) or 3 (RGB)")
+        else:
+            given = [key for key in ("path", "channels") if getattr(self, key) is not None]
+            if given:
+                raise ValueError(f"{' and '.join(f'`{k}`' for k in given)} apply only to `dataset: folder`; "
+                                 f"{self.dataset} has its own files and {DATASETS[self.dataset].channels} "
+                                 "channel(s). Set them to null")
+        return self
+
     @property
     def nc(self) -> int:
         """Image channels, derived from the data set and never typed twice."""
-        return {"fashion_mnist": 1}[self.dataset]
+        return DATASETS[self.dataset].channels or self.channels
+
+    @property
+    def mirror(self) -> Optional[str]:
+        """The local copy to read before going online: `auto` = the data set's usual place, if any."""
+        return DATASETS[self.dataset].default_mirror if self.data_mirror == "auto" else self.data_mirror
 
     @property
     def lr_d_effective(self) -> float:
@@ -83,15 +113,17 @@ class Config(BaseModel):
 
 
 def _describe(error: dict, raw: dict) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    key = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
+    if not key:  # a rule across keys: its message names them
+        return f"{message}."
     if error["type"] == "missing":
         return f"`{key}` is missing. Every parameter needs a value; see the project's params.yaml for all of them."
     if error["type"] == "extra_forbidden":
         return f"`{key}` is not a known parameter. Known parameters: {', '.join(Config.model_fields)}."
     if error["type"] == "literal_error" and key == "dataset":
         return (f"`dataset` = {raw.get('dataset')!r} is not a supported data set. "
-                f"Supported: {', '.join(DATASETS)}.")
+                f"Supported: {', '.join(DATASETS)} (folder = any folder of images, with `path` and `channels`).")
     shown = raw.get(error["loc"][0], "(missing)") if error["loc"] else raw
     return f"`{key}` = {shown!r} is not allowed: {message}."
 

@@ -131,3 +131,12 @@ def quality_curve(rows: list[dict], path: str | Path) -> None:
     ax_pr.legend()
     fig.tight_layout()
     _save_figure(fig, path)
+
+
+def notice(text: str, path: str | Path) -> None:
+    """A figure that says why the usual one is missing (a declared output that cannot be drawn)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    _save_figure(fig, path)

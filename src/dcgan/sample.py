@@ -10,27 +10,34 @@ from dcgan.config import Config
 from dcgan.data.normalize import denormalize
 from dcgan.figures import display_scale, grid_image, progress_gif, real_vs_fake, save_image
 from dcgan.io import load_tensors, save_tensors
-from dcgan.models import Generator, model_spec
-from dcgan.train import generate, pick_device
+from dcgan.models import build_generator, draw_noise, generate, model_spec
+from dcgan.train import pick_device
 
 BATCH = 500
 
 
-def load_generator(cfg: Config, device: torch.device) -> Generator:
+def load_generator(cfg: Config, device: torch.device) -> torch.nn.Module:
+    """The trained G: the moving average of its weights when training kept one (ema_decay > 0)."""
     checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
-    generator = Generator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size)
-    generator.load_state_dict(checkpoint["generator"])
+    generator = build_generator(cfg)
+    generator.load_state_dict(checkpoint["generator_ema"] or checkpoint["generator"])
     return generator.to(device).eval()
 
 
-def generate_images(generator: Generator, count: int, nz: int, noise_rng: torch.Generator,
+def generate_images(generator: torch.nn.Module, count: int, cfg: Config, noise_rng: torch.Generator,
                     device: torch.device) -> torch.Tensor:
-    """`count` uint8 images from G, in batches, with noise drawn on the CPU so any device gives the same z."""
+    """`count` uint8 images from G in batches of BATCH (with `sample_bn_mode: train`, the batch is what
+    BatchNorm normalizes over), with noise drawn on the CPU so that any device gives the same z."""
     chunks = []
     for start in range(0, count, BATCH):
-        noise = torch.randn(min(BATCH, count - start), nz, 1, 1, generator=noise_rng).to(device)
-        chunks.append(denormalize(generate(generator, noise)).cpu())
+        noise = draw_noise(min(BATCH, count - start), cfg, rng=noise_rng).to(device)
+        chunks.append(denormalize(generate(generator, noise, cfg.sample_bn_mode)).cpu())
     return torch.cat(chunks)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Straight-line interpolation: right for uniform latents, which fill a cube."""
+    return torch.stack([(1 - s) * a + s * b for s in t])
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -38,7 +45,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     a_flat, b_flat = a.flatten(), b.flatten()
     omega = torch.arccos((a_flat / a_flat.norm()).dot(b_flat / b_flat.norm()).clamp(-1, 1))
     if omega.abs() < 1e-6:
-        return torch.stack([(1 - s) * a + s * b for s in t])
+        return lerp(a, b, t)
     return torch.stack([(torch.sin((1 - s) * omega) * a + torch.sin(s * omega) * b) / torch.sin(omega)
                         for s in t])
 
@@ -48,7 +55,7 @@ def sample(cfg: Config) -> None:
     generator = load_generator(cfg, device)
     noise_rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)  # independent of training's RNG
 
-    samples = generate_images(generator, cfg.n_samples, cfg.nz, noise_rng, device)
+    samples = generate_images(generator, cfg.n_samples, cfg, noise_rng, device)
     save_tensors(paths.SAMPLES, {"images": samples})  # uint8, like the real data it is compared with
 
     out = paths.SAMPLE_FIGURES
@@ -58,10 +65,11 @@ def sample(cfg: Config) -> None:
     pick = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:64]
     real_vs_fake(real[pick], samples[:64], out / "real_vs_fake.png", real_title=f"Real ({cfg.dataset})")
 
-    ends = torch.randn(16, cfg.nz, 1, 1, generator=noise_rng)
+    ends = draw_noise(16, cfg, rng=noise_rng)
     steps = torch.linspace(0, 1, 10)
-    path_noise = torch.cat([slerp(ends[2 * row], ends[2 * row + 1], steps) for row in range(8)]).to(device)
-    interpolation = denormalize(generate(generator, path_noise)).cpu()
+    between = slerp if cfg.noise == "normal" else lerp
+    path_noise = torch.cat([between(ends[2 * row], ends[2 * row + 1], steps) for row in range(8)]).to(device)
+    interpolation = denormalize(generate(generator, path_noise, cfg.sample_bn_mode)).cpu()
     save_image(grid_image(interpolation, nrow=len(steps), scale=scale), out / "interpolation.png")
 
     grids = sorted(paths.TRAIN_GRIDS.glob("step_*.png"))

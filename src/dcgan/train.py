@@ -12,6 +12,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dcgan import paths
 from dcgan.checkpoint import save_checkpoint
@@ -20,7 +21,7 @@ from dcgan.data.normalize import denormalize, normalize
 from dcgan.errors import ConfigError
 from dcgan.figures import display_scale, grid_image, save_image, training_curves
 from dcgan.io import load_tensors, progress_bar, save_tensors
-from dcgan.models import build_models, model_spec
+from dcgan.models import build_models, draw_noise, generate, model_spec
 from dcgan.tracking import training_run
 
 LOGGED = ("loss_d", "loss_g", "d_real", "d_fake_before", "d_fake_after")
@@ -43,16 +44,6 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-@torch.no_grad()
-def generate(generator, noise: torch.Tensor) -> torch.Tensor:
-    """G's images for `noise`, with BatchNorm in inference mode, restoring G's mode afterwards."""
-    was_training = generator.training
-    generator.eval()
-    images = generator(noise)
-    generator.train(was_training)
-    return images
-
-
 def train(cfg: Config) -> None:
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -67,7 +58,13 @@ def train(cfg: Config) -> None:
     generator, discriminator = (net.to(device) for net in build_models(cfg))
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g_effective, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d_effective, betas=(cfg.beta1, 0.999))
-    fixed_noise = torch.randn(64, cfg.nz, 1, 1, device=device)  # the same z all run long: watch G learn
+    # An exponential moving average of G's weights (and BatchNorm statistics) for sampling, if asked.
+    ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay else None)
+    sampled_generator = ema.module if ema else generator  # what grids, snapshots and the sample stage use
+    fixed_noise = draw_noise(64, cfg, device)  # the same z all run long: watch G learn
+    # One-sided label smoothing: only D's target for real images moves (1 - label_smoothing).
+    real_target_d = torch.full((cfg.batch_size,), 1.0 - cfg.label_smoothing, device=device)
     real_target = torch.ones(cfg.batch_size, device=device)
     fake_target = torch.zeros(cfg.batch_size, device=device)
 
@@ -82,19 +79,20 @@ def train(cfg: Config) -> None:
         log.writerow(["step", "epoch", "images_seen", "seconds", *LOGGED])
 
         def save_grid(step: int) -> None:
-            fake = denormalize(generate(generator, fixed_noise)).cpu()
+            fake = denormalize(generate(sampled_generator, fixed_noise)).cpu()
             path = paths.TRAIN_GRIDS / f"step_{step:07d}.png"
             save_image(grid_image(fake, scale=display_scale(cfg.image_size)), path)
             mlflow.log_artifact(str(path), "train_grids")
 
         def snapshot(step: int) -> None:  # G alone, scored later for the quality curve
             save_tensors(paths.SNAPSHOTS / f"step_{step:07d}.pt",
-                         {"generator": generator.state_dict(), "step": step, "images_seen": step * cfg.batch_size,
+                         {"generator": sampled_generator.state_dict(), "step": step, "images_seen": step * cfg.batch_size,
                           "seconds": time.perf_counter() - started})
 
         def checkpoint(step: int, epoch: int) -> None:
             save_checkpoint(paths.CHECKPOINT, spec=model_spec(cfg), generator=generator,
                             discriminator=discriminator, opt_g=opt_g, opt_d=opt_d,
+                            generator_ema=ema.module if ema else None,
                             step=step, epoch=epoch, mlflow_run_id=run_id)
 
         sums = torch.zeros(len(LOGGED), device=device)  # running sums of LOGGED since the last log line
@@ -107,12 +105,12 @@ def train(cfg: Config) -> None:
                 order = torch.randperm(n_images, device=device)
             batch = order[batch_in_epoch * cfg.batch_size:(batch_in_epoch + 1) * cfg.batch_size]
             real = normalize(images[batch])
-            fake = generator(torch.randn(cfg.batch_size, cfg.nz, 1, 1, device=device))
+            fake = generator(draw_noise(cfg.batch_size, cfg, device))
 
             # (1) D step: maximize log D(x) + log(1 - D(G(z))), real and fake in separate batches.
             d_real_logits = discriminator(real)
             d_fake_logits = discriminator(fake.detach())
-            loss_d = (F.binary_cross_entropy_with_logits(d_real_logits, real_target)
+            loss_d = (F.binary_cross_entropy_with_logits(d_real_logits, real_target_d)
                       + F.binary_cross_entropy_with_logits(d_fake_logits, fake_target))
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -124,6 +122,8 @@ def train(cfg: Config) -> None:
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
+            if ema:
+                ema.update_parameters(generator)
 
             sums += torch.stack([loss_d, loss_g, torch.sigmoid(d_real_logits).mean(),
                                  torch.sigmoid(d_fake_logits).mean(),

@@ -14,6 +14,7 @@ from torch import nn
 
 from dcgan import paths
 from dcgan.config import Config
+from dcgan.data.datasets import DATASETS
 from dcgan.data.normalize import normalize
 from dcgan.data.preprocess import resize
 from dcgan.errors import CheckpointError
@@ -83,7 +84,12 @@ def predict(model: Classifier, images_u8: torch.Tensor, size: int, batch_size: i
 
 
 def fit_classifier(cfg: Config) -> dict:
-    """Train the domain classifier on the real training split; returns its report."""
+    """Train the domain classifier on the real training split; returns its report. A data set
+    without labels gets no classifier: the file and the report say so, and evaluate skips its scores."""
+    if not DATASETS[cfg.dataset].labelled:
+        reason = f"skipped: {cfg.dataset} has no labels"
+        save_tensors(paths.CLASSIFIER, {"skipped": reason})
+        return {"classifier": reason}
     train, test = load_tensors(paths.EVAL_TRAIN_DATA), load_tensors(paths.EVAL_TEST_DATA)
     num_classes = int(train["labels"].max()) + 1
     model = train_classifier(train["images"], train["labels"], num_classes, cfg.classifier_epochs, cfg.seed)

@@ -16,7 +16,7 @@ from dcgan.evaluate.classifier import Classifier, predict
 from dcgan.evaluate.distances import frechet_distance, kernel_distance
 from dcgan.evaluate.manifold import manifold_scores
 from dcgan.io import load_tensors
-from dcgan.models import Generator
+from dcgan.models import build_generator
 from dcgan.sample import generate_images
 
 COLUMNS = ("step", "images_seen", "seconds", "fd_classifier", "kid_classifier", "precision_classifier",
@@ -25,12 +25,12 @@ COLUMNS = ("step", "images_seen", "seconds", "fd_classifier", "kid_classifier", 
 
 def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray) -> list[dict]:
     rows = []
-    generator = Generator(cfg.nz, cfg.ngf, cfg.nc, cfg.image_size)
+    generator = build_generator(cfg)
     for snapshot_file in sorted(paths.SNAPSHOTS.glob("step_*.pt")):
         snapshot = load_tensors(snapshot_file)
         generator.load_state_dict(snapshot["generator"])
         noise_rng = torch.Generator().manual_seed(cfg.seed + 2)  # the same z for every snapshot
-        images = generate_images(generator, cfg.curve_samples, cfg.nz, noise_rng, torch.device("cpu"))
+        images = generate_images(generator, cfg.curve_samples, cfg, noise_rng, torch.device("cpu"))
         features, _ = predict(classifier, images, cfg.eval_image_size)
         manifold = manifold_scores(test_features, features, bootstrap=1, seed=cfg.seed)
         rows.append({

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
 from dcgan import paths
 from dcgan.config import Config
+from dcgan.data.datasets import DATASETS
 from dcgan.data.preprocess import resize
 from dcgan.evaluate.classes import class_scores, class_shares
 from dcgan.evaluate.classifier import load_classifier, predict
@@ -55,32 +58,45 @@ def _with_floor_suffix(name: str) -> str:
     return f"{name.removesuffix('_std')}_floor_std" if name.endswith("_std") else f"{name}_floor"
 
 
-def evaluate(cfg: Config) -> tuple[dict, dict, list[dict]]:
+def evaluate(cfg: Config) -> tuple[dict, Optional[dict], list[dict]]:
     """Scores of the generated samples against the real test split, beside the real-vs-real floor;
     the class shares of generated, real-train and real-test images (for the histogram); and the
-    quality curve of the snapshots kept during training."""
-    model = load_classifier(cfg)
+    quality curve of the snapshots kept during training. Without labels there is no domain
+    classifier: its scores, the shares and the curve are skipped, and the metrics say why."""
     samples = load_tensors(paths.SAMPLES)["images"]
-    test = load_tensors(paths.EVAL_TEST_DATA)["images"]
-    train = load_tensors(paths.EVAL_TRAIN_DATA)["images"]
-    # The floor compares as many real training images as there are samples, since FD depends on N.
-    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:len(samples)]
+    test = load_tensors(paths.EVAL_TEST_DATA)
+    train = load_tensors(paths.EVAL_TRAIN_DATA)
+    # The floor compares as many real images as there are samples, since FD depends on N.
+    pick = torch.randperm(len(train["images"]), generator=torch.Generator().manual_seed(cfg.seed))[:len(samples)]
+    real = train["images"][pick]
+    generated, floor, notes = {}, {}, {}
+    shares, curve = None, []
 
-    size = cfg.eval_image_size
-    generated_features, generated_probabilities = predict(model, samples, size)
-    test_features, test_probabilities = predict(model, test, size)
-    real_features, real_probabilities = predict(model, train[pick], size)
-    test_shares = class_shares(test_probabilities)
+    if DATASETS[cfg.dataset].labelled:
+        model = load_classifier(cfg)
+        size = cfg.eval_image_size
+        generated_features, generated_probabilities = predict(model, samples, size)
+        test_features, test_probabilities = predict(model, test["images"], size)
+        real_features, real_probabilities = predict(model, real, size)
+        test_shares = class_shares(test_probabilities)
+        generated.update(classifier_scores(generated_features, generated_probabilities, test_features, test_shares, cfg))
+        floor.update(classifier_scores(real_features, real_probabilities, test_features, test_shares, cfg))
+        shares = {"generated": class_shares(generated_probabilities).tolist(),
+                  "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
+        curve = quality_curve(cfg, model, test_features)
+        notes["classifier_scores"] = f"on: {cfg.dataset} has labels"
+        notes["max_classes"] = len(test_shares)
+    else:
+        notes["classifier_scores"] = (f"skipped: {cfg.dataset} has no labels, so there is no domain classifier "
+                                      "(no fd/kid/precision/recall_classifier, class statistics or quality curve); "
+                                      "the Inception scores apply")
 
-    generated = classifier_scores(generated_features, generated_probabilities, test_features, test_shares, cfg)
-    floor = classifier_scores(real_features, real_probabilities, test_features, test_shares, cfg)
-
-    use_inception, inception_reason = inception_wanted(cfg)
-    print(f"Inception scores: {inception_reason}")
+    use_inception, notes["inception"] = inception_wanted(cfg)
+    print(f"Inception scores: {notes['inception']}")
     if use_inception:
         device = pick_device(cfg.device)
         inception = load_inception(device)
-        sets = {"generated": resize(samples, size), "test": test, "real": train[pick]}  # one protocol for all
+        sets = {"generated": resize(samples, cfg.eval_image_size), "test": test["images"], "real": real}
         with progress_bar(total=sum(map(len, sets.values())), desc="inception", unit="img") as progress:
             features = {name: inception_features(inception, images, device, progress=progress)
                         for name, images in sets.items()}
@@ -90,8 +106,5 @@ def evaluate(cfg: Config) -> tuple[dict, dict, list[dict]]:
     for name in generated:
         metrics[name] = generated[name]
         metrics[_with_floor_suffix(name)] = floor[name]
-    metrics.update({"n_generated": len(samples), "n_test": len(test), "n_floor": len(pick),
-                    "max_classes": len(test_shares), "inception": inception_reason})
-    shares = {"generated": class_shares(generated_probabilities).tolist(),
-              "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
-    return metrics, shares, quality_curve(cfg, model, test_features)
+    metrics.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(pick), **notes})
+    return metrics, shares, curve
