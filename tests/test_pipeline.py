@@ -51,7 +51,29 @@ def project(tmp_path_factory):
     run(["dvc", "exp", "run", "-n", "lower-lr", "-S", "lr=0.0001"], copy, env)
     # --temp runs in a throw-away clone under .dvc/tmp/exps/: its run must still land in our store.
     run(["dvc", "exp", "run", "--temp", "-n", "in-temp-clone", "-S", "lr=0.0003"], copy, env)
+    # The fully connected baseline beside the DCGAN runs, and a folder of images without labels.
+    run(["dvc", "exp", "run", "--temp", "-n", "mlp-baseline", "-S", "arch=mlp", "-S", "ngf=64", "-S", "ndf=64"],
+        copy, env)
+    folder = copy.parent / "my-images"
+    make_image_folder(folder, 200)
+    run(["dvc", "exp", "run", "--temp", "-n", "image-folder", "-S", "dataset=folder", "-S", f"path={folder}",
+         "-S", "channels=1"], copy, env)
     return copy, env
+
+
+def make_image_folder(folder: Path, count: int) -> None:
+    """Grayscale PNG blobs of varied sizes in two subfolders, and one unreadable file."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        (folder / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
+        size = 20 + i % 7
+        yy, xx = np.mgrid[:size, :size]
+        blob = 255 * np.exp(-((xx - rng.uniform(5, 15)) ** 2 + (yy - rng.uniform(5, 15)) ** 2) / 20)
+        Image.fromarray(blob.astype(np.uint8)).save(folder / f"part{i % 2}" / f"{i:04d}.png")
+    (folder / "part0" / "corrupt.png").write_bytes(b"\x89PNG not really")
 
 
 @pytest.mark.slow
@@ -83,7 +105,8 @@ def test_dvc_exp_show_lists_both_learning_rates_and_scores(project):
 def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     copy, _ = project
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
+    runs = [run for run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
+            if run.data.params["arch"] == "dcgan" and run.data.params["dataset"] == "fashion_mnist"]
     assert sorted(run.data.params["lr"] for run in runs) == ["0.0001", "0.0002", "0.0003"]
     client = mlflow.MlflowClient()
     for run in runs:
@@ -103,6 +126,35 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     assert by_lr["0.0001"].data.tags["dvc_exp_name"] == "lower-lr"
     assert by_lr["0.0002"].data.tags["dvc_exp_name"] == "(workspace)"
     assert by_lr["0.0003"].info.run_name == "in-temp-clone"
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_the_mlp_baseline_lands_in_mlflow_beside_the_dcgan_runs(project):
+    copy, _ = project
+    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["dcgan"], filter_string="params.arch = 'mlp'", output_format="list")
+    assert len(runs) == 1 and runs[0].info.run_name == "mlp-baseline" and runs[0].info.status == "FINISHED"
+    assert math.isfinite(runs[0].data.metrics["fd_classifier"])
+    dcgan_runs = mlflow.search_runs(experiment_names=["dcgan"], filter_string="params.arch = 'dcgan'")
+    assert len(dcgan_runs) >= 3
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_an_unlabelled_image_folder_runs_and_says_why_classifier_scores_are_skipped(project):
+    copy, _ = project
+    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["dcgan"], filter_string="params.dataset = 'folder'",
+                              output_format="list")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run_ = runs[0]
+    assert run_.data.tags["classifier_scores"].startswith("skipped: folder has no labels")
+    assert "fd_classifier" not in run_.data.metrics
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_.info.run_id, artifact_path="metrics.json"))
+    metrics = json.loads(local.read_text())
+    assert metrics["classifier_scores"].startswith("skipped") and metrics["n_test"] == 100
+    assert len(mlflow.MlflowClient().get_metric_history(run_.info.run_id, "loss_d")) > 1
 
 
 @pytest.mark.slow

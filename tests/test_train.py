@@ -3,6 +3,7 @@ import csv
 import mlflow
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import make_config
 from dcgan import paths
@@ -67,3 +68,50 @@ def test_same_params_on_the_cpu_give_the_same_weights(workdir, tmp_path_factory,
     for net in ("generator", "discriminator"):
         for name, tensor in first[net].items():
             assert torch.equal(tensor, second[net][name]), f"{net}.{name} differs between identical runs"
+
+
+def test_ema_of_g_is_checkpointed_and_is_what_sampling_uses(workdir):
+    from dcgan.sample import load_generator
+
+    cfg = make_config(**TINY, ema_decay=0.9)
+    train(cfg)
+    checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
+    ema, raw = checkpoint["generator_ema"], checkpoint["generator"]
+    assert ema.keys() == raw.keys()
+    assert not torch.equal(ema["main.0.weight"], raw["main.0.weight"])  # an average lags the last weights
+    sampled = load_generator(cfg, torch.device("cpu")).state_dict()
+    assert all(torch.equal(sampled[name], ema[name]) for name in ema)
+    snapshot = load_tensors(sorted(paths.SNAPSHOTS.iterdir())[-1])["generator"]
+    assert torch.equal(snapshot["main.0.weight"], ema["main.0.weight"])
+
+
+def test_without_ema_the_checkpoint_holds_none(workdir):
+    cfg = make_config(**TINY)
+    train(cfg)
+    assert load_checkpoint(paths.CHECKPOINT, model_spec(cfg))["generator_ema"] is None
+
+
+@pytest.mark.parametrize("variant", [dict(arch="mlp", ngf=32, ndf=32), dict(noise="uniform", label_smoothing=0.1,
+                                                                           d_dropout=0.3)])
+def test_training_variants_train_and_log(workdir, variant):
+    cfg = make_config(**{**TINY, **variant})
+    train(cfg)
+    rows = list(csv.DictReader(open(paths.TRAIN_LOG)))
+    assert len(rows) == 3 and all(0 < float(row["d_real"]) < 1 for row in rows)
+    checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
+    assert checkpoint["model_spec"]["arch"] == cfg.arch
+
+
+def test_one_sided_label_smoothing_moves_only_ds_target_for_real_images(workdir, monkeypatch):
+    import dcgan.train as training
+
+    targets = []
+    original = F.binary_cross_entropy_with_logits
+
+    def spy(logits, target, *args, **kwargs):
+        targets.append(target[0].item())
+        return original(logits, target, *args, **kwargs)
+
+    monkeypatch.setattr(training.F, "binary_cross_entropy_with_logits", spy)
+    train(make_config(**{**TINY, "epochs": 1, "batch_size": 64}, label_smoothing=0.1))
+    assert targets[:3] == [pytest.approx(0.9), 0.0, 1.0]  # D: real 0.9, fake 0; G: its fakes called real, 1

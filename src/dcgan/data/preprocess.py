@@ -51,7 +51,8 @@ class _NumpyOnly(pickle.Unpickler):
     """CIFAR-10 batches are pickles; this one rebuilds numpy arrays and nothing else, so a crafted
     file cannot run code."""
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+               ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("_codecs", "encode")}  # how Python 3 writes bytes at protocol 2
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
