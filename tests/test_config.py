@@ -85,6 +85,12 @@ def test_data_mirror_auto_is_the_data_sets_usual_place():
     assert make_config(dataset="cifar10", data_mirror="/data/cifar").mirror == "/data/cifar"
 
 
+def test_yaml_on_and_off_mean_on_and_off(tmp_path):
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(project_params()).replace("inception: auto", "inception: on"))
+    assert load_config(tmp_path / "p.yaml").inception == "on"  # YAML 1.1 reads a bare `on` as true
+    assert make_config(inception=False).inception == "off"
+
+
 def test_all_problems_are_reported_at_once(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(write_params(tmp_path, lr=-1, batch_size=0))

@@ -66,6 +66,12 @@ class Config(BaseModel):
     kid_subset_size: int = Field(ge=10)
     kid_subsets: int = Field(ge=1)
 
+    @field_validator("inception", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value):
+        """YAML reads a bare on/off (also from `dvc exp run -S inception=on`) as a boolean."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     @field_validator("image_size", "eval_image_size")
     @classmethod
     def _supported_size(cls, size: int) -> int:
