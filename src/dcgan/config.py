@@ -56,6 +56,13 @@ class Config(BaseModel):
     sample_every: int = Field(ge=1)
     eval_every: int = Field(ge=1)
 
+    # the fast path (src/dcgan/speed.py): auto = on only where it pays off
+    channels_last: Literal["auto", "on", "off"]
+    fused_adam: Literal["auto", "on", "off"]
+    cudnn_benchmark: Literal["auto", "on", "off"]
+    amp: Literal["auto", "on", "off"]
+    compile: Literal["auto", "on", "off"]
+
     # sampling and evaluation
     n_samples: int = Field(ge=64)
     sample_bn_mode: Literal["eval", "train"]
@@ -66,7 +73,7 @@ class Config(BaseModel):
     kid_subset_size: int = Field(ge=10)
     kid_subsets: int = Field(ge=1)
 
-    @field_validator("inception", mode="before")
+    @field_validator("inception", "channels_last", "fused_adam", "cudnn_benchmark", "amp", "compile", mode="before")
     @classmethod
     def _yaml_on_off(cls, value):
         """YAML reads a bare on/off (also from `dvc exp run -S inception=on`) as a boolean."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import time
+from dataclasses import asdict
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,7 @@ from dcgan.errors import ConfigError
 from dcgan.figures import display_scale, grid_image, save_image, training_curves
 from dcgan.io import load_tensors, progress_bar, save_tensors
 from dcgan.models import build_models, draw_noise, generate, model_spec
+from dcgan.speed import Speed, resolve_speed
 from dcgan.tracking import training_run
 
 LOGGED = ("loss_d", "loss_g", "d_real", "d_fake_before", "d_fake_after")
@@ -44,8 +47,90 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+class GANStep:
+    """One training step of the tutorial's DCGAN on a uint8 batch, with the fast path's switches.
+
+    Returns the LOGGED values as one tensor on the device, so that the loop never waits on the host.
+    """
+
+    def __init__(self, generator, discriminator, cfg: Config, device: torch.device, speed: Speed):
+        self.cfg, self.device, self.speed = cfg, device, speed
+        memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
+        self.generator = generator.to(device, memory_format=memory_format)
+        self.discriminator = discriminator.to(device, memory_format=memory_format)
+        torch.backends.cudnn.benchmark = speed.cudnn_benchmark
+        adam = dict(betas=(cfg.beta1, 0.999), fused=speed.fused_adam or None)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g_effective, **adam)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d_effective, **adam)
+        # An exponential moving average of G's weights (and BatchNorm statistics) for sampling, if asked.
+        self.ema = (AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                                  use_buffers=True) if cfg.ema_decay else None)
+        # Compiled views share their parameters with the nets above, which grids and checkpoints use.
+        self.g_forward = torch.compile(self.generator) if speed.compile else self.generator
+        self.d_forward = torch.compile(self.discriminator) if speed.compile else self.discriminator
+        self.memory_format = memory_format
+        # One-sided label smoothing: only D's target for real images moves (1 - label_smoothing).
+        self.real_target_d = torch.full((cfg.batch_size,), 1.0 - cfg.label_smoothing, device=device)
+        self.real_target = torch.ones(cfg.batch_size, device=device)
+        self.fake_target = torch.zeros(cfg.batch_size, device=device)
+
+    def step(self, real_u8: torch.Tensor) -> torch.Tensor:
+        cfg, bce = self.cfg, F.binary_cross_entropy_with_logits
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.speed.amp)
+        real = normalize(real_u8).contiguous(memory_format=self.memory_format)
+        with autocast:
+            fake = self.g_forward(draw_noise(cfg.batch_size, cfg, self.device))
+            # (1) D step: maximize log D(x) + log(1 - D(G(z))), real and fake in separate batches.
+            d_real_logits = self.d_forward(real).float()
+            d_fake_logits = self.d_forward(fake.detach()).float()
+        loss_d = bce(d_real_logits, self.real_target_d) + bce(d_fake_logits, self.fake_target)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        # (2) G step: maximize log D(G(z)) (the non-saturating loss), against the updated D.
+        with autocast:
+            d_fake_after_logits = self.d_forward(fake).float()
+        loss_g = bce(d_fake_after_logits, self.real_target)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        if self.ema:
+            self.ema.update_parameters(self.generator)
+        return torch.stack([loss_d, loss_g, torch.sigmoid(d_real_logits).mean(), torch.sigmoid(d_fake_logits).mean(),
+                            torch.sigmoid(d_fake_after_logits).mean()]).detach()
+
+
+def epoch_batches(n_images: int, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Index batches forever: each epoch a new permutation on the device, cut into full batches (the
+    last partial one is dropped, as BatchNorm prefers), so every image is seen at most once per epoch."""
+    while True:
+        order = torch.randperm(n_images, device=device)
+        for start in range(0, n_images - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
+
+
+class RunningMeans:
+    """Sums of the logged values on the device; `read` is the only host sync, every `log_every` steps."""
+
+    def __init__(self, size: int, device: torch.device):
+        self.sums = torch.zeros(size, device=device)
+        self.count = 0
+
+    def add(self, values: torch.Tensor) -> None:
+        self.sums += values
+        self.count += 1
+
+    def read(self) -> list[float]:
+        means = (self.sums / self.count).tolist()
+        self.sums.zero_()
+        self.count = 0
+        return means
+
+
 def train(cfg: Config) -> None:
     device = pick_device(cfg.device)
+    speed = resolve_speed(cfg, device)  # refuses impossible switches before any work
     torch.manual_seed(cfg.seed)
 
     images = load_tensors(paths.TRAIN_DATA)["images"].to(device)  # uint8, resident for the whole run
@@ -55,18 +140,11 @@ def train(cfg: Config) -> None:
         raise ConfigError(f"`batch_size` = {cfg.batch_size} is larger than the {n_images} training images.")
     total_steps = cfg.epochs * steps_per_epoch
 
-    generator, discriminator = (net.to(device) for net in build_models(cfg))
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g_effective, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d_effective, betas=(cfg.beta1, 0.999))
-    # An exponential moving average of G's weights (and BatchNorm statistics) for sampling, if asked.
-    ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-           if cfg.ema_decay else None)
-    sampled_generator = ema.module if ema else generator  # what grids, snapshots and the sample stage use
+    generator, discriminator = build_models(cfg)
+    gan = GANStep(generator, discriminator, cfg, device, speed)
+    print("fast path: " + ", ".join(f"{name} {'on' if on else 'off'}" for name, on in asdict(speed).items()))
+    sampled_generator = gan.ema.module if gan.ema else gan.generator  # grids, snapshots and the sample stage
     fixed_noise = draw_noise(64, cfg, device)  # the same z all run long: watch G learn
-    # One-sided label smoothing: only D's target for real images moves (1 - label_smoothing).
-    real_target_d = torch.full((cfg.batch_size,), 1.0 - cfg.label_smoothing, device=device)
-    real_target = torch.ones(cfg.batch_size, device=device)
-    fake_target = torch.zeros(cfg.batch_size, device=device)
 
     paths.TRAIN_GRIDS.mkdir(parents=True, exist_ok=True)
     paths.SNAPSHOTS.mkdir(parents=True, exist_ok=True)
@@ -75,6 +153,7 @@ def train(cfg: Config) -> None:
     with training_run(cfg.flat(), str(device), paths.MLFLOW_RUN) as mlflow, \
             open(paths.TRAIN_LOG, "w", newline="") as log_file:
         run_id = mlflow.active_run().info.run_id
+        mlflow.log_params(speed.as_params())
         log = csv.writer(log_file)
         log.writerow(["step", "epoch", "images_seen", "seconds", *LOGGED])
 
@@ -90,51 +169,22 @@ def train(cfg: Config) -> None:
                           "seconds": time.perf_counter() - started})
 
         def checkpoint(step: int, epoch: int) -> None:
-            save_checkpoint(paths.CHECKPOINT, spec=model_spec(cfg), generator=generator,
-                            discriminator=discriminator, opt_g=opt_g, opt_d=opt_d,
-                            generator_ema=ema.module if ema else None,
+            save_checkpoint(paths.CHECKPOINT, spec=model_spec(cfg), generator=gan.generator,
+                            discriminator=gan.discriminator, opt_g=gan.opt_g, opt_d=gan.opt_d,
+                            generator_ema=gan.ema.module if gan.ema else None,
                             step=step, epoch=epoch, mlflow_run_id=run_id)
 
-        sums = torch.zeros(len(LOGGED), device=device)  # running sums of LOGGED since the last log line
-        steps_summed = 0
+        running = RunningMeans(len(LOGGED), device)
+        batches = epoch_batches(n_images, cfg.batch_size, device)
         started = time.perf_counter()
         progress = progress_bar(range(total_steps), desc="train", unit="step")
         for step in progress:
-            epoch, batch_in_epoch = divmod(step, steps_per_epoch)
-            if batch_in_epoch == 0:
-                order = torch.randperm(n_images, device=device)
-            batch = order[batch_in_epoch * cfg.batch_size:(batch_in_epoch + 1) * cfg.batch_size]
-            real = normalize(images[batch])
-            fake = generator(draw_noise(cfg.batch_size, cfg, device))
-
-            # (1) D step: maximize log D(x) + log(1 - D(G(z))), real and fake in separate batches.
-            d_real_logits = discriminator(real)
-            d_fake_logits = discriminator(fake.detach())
-            loss_d = (F.binary_cross_entropy_with_logits(d_real_logits, real_target_d)
-                      + F.binary_cross_entropy_with_logits(d_fake_logits, fake_target))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-
-            # (2) G step: maximize log D(G(z)) (the non-saturating loss), against the updated D.
-            d_fake_after_logits = discriminator(fake)
-            loss_g = F.binary_cross_entropy_with_logits(d_fake_after_logits, real_target)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            if ema:
-                ema.update_parameters(generator)
-
-            sums += torch.stack([loss_d, loss_g, torch.sigmoid(d_real_logits).mean(),
-                                 torch.sigmoid(d_fake_logits).mean(),
-                                 torch.sigmoid(d_fake_after_logits).mean()]).detach()
-            steps_summed += 1
+            epoch = step // steps_per_epoch
+            running.add(gan.step(images[next(batches)]))
 
             done = step + 1
             if done % cfg.log_every == 0 or done == total_steps:
-                means = dict(zip(LOGGED, (sums / steps_summed).tolist()))  # the one host sync
-                sums.zero_()
-                steps_summed = 0
+                means = dict(zip(LOGGED, running.read()))  # the one host sync
                 seconds = time.perf_counter() - started
                 log.writerow([done, epoch, done * cfg.batch_size, round(seconds, 3),
                               *(f"{means[name]:.6f}" for name in LOGGED)])
