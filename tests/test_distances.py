@@ -47,3 +47,18 @@ def test_kernel_distance_is_deterministic_for_a_seed():
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
     assert kernel_distance(a, b, 100, 5, seed=7) == kernel_distance(a, b, 100, 5, seed=7)
+
+
+def test_frechet_distance_matches_torchmetrics_fid_on_the_same_features():
+    import torch
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from dcgan.evaluate.distances import _Precomputed
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(3000, 32)) @ rng.normal(size=(32, 32))
+    b = rng.normal(0.2, 1.2, size=(3000, 32)) @ rng.normal(size=(32, 32))
+    fid = FrechetInceptionDistance(feature=_Precomputed(32))
+    fid.update(torch.as_tensor(b), real=True)
+    fid.update(torch.as_tensor(a), real=False)
+    assert frechet_distance(a, b) == pytest.approx(float(fid.compute()), rel=1e-6)

@@ -9,8 +9,9 @@ from dcgan.evaluate.manifold import kth_neighbour_radii, manifold_scores
 def test_kth_neighbour_radii_on_a_line():
     import torch
     points = torch.tensor([[0.0], [1.0], [3.0], [6.0]])
-    assert kth_neighbour_radii(points, 1).tolist() == [1.0, 1.0, 2.0, 3.0]
-    assert kth_neighbour_radii(points, 2).tolist() == [3.0, 2.0, 3.0, 5.0]
+    first, second = kth_neighbour_radii(points, 1, 2)
+    assert first.tolist() == [1.0, 1.0, 2.0, 3.0]
+    assert second.tolist() == [3.0, 2.0, 3.0, 5.0]
 
 
 def test_same_distribution_scores_high_and_density_near_one():

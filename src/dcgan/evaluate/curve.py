@@ -23,7 +23,7 @@ COLUMNS = ("step", "images_seen", "seconds", "fd_classifier", "kid_classifier", 
            "recall_classifier", "density_classifier", "coverage_classifier")
 
 
-def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray) -> list[dict]:
+def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray, test_radii: tuple) -> list[dict]:
     rows = []
     generator = build_generator(cfg)
     for snapshot_file in sorted(paths.SNAPSHOTS.glob("step_*.pt")):
@@ -32,7 +32,7 @@ def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray
         noise_rng = torch.Generator().manual_seed(cfg.seed + 2)  # the same z for every snapshot
         images = generate_images(generator, cfg.curve_samples, cfg, noise_rng, torch.device("cpu"))
         features, _ = predict(classifier, images, cfg.eval_image_size)
-        manifold = manifold_scores(test_features, features, bootstrap=1, seed=cfg.seed)
+        manifold = manifold_scores(test_features, features, bootstrap=1, seed=cfg.seed, radii=test_radii)
         rows.append({
             "step": snapshot["step"], "images_seen": snapshot["images_seen"],
             "seconds": round(snapshot["seconds"], 2),

@@ -20,21 +20,27 @@ def _pairwise(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048):
         yield start, torch.cdist(a[start:start + chunk], b)
 
 
-def kth_neighbour_radii(features: torch.Tensor, k: int) -> torch.Tensor:
-    """Distance from each point to its k-th nearest other point."""
-    radii = torch.empty(len(features), dtype=features.dtype)
+def kth_neighbour_radii(features: torch.Tensor, *ks: int) -> list[torch.Tensor]:
+    """For each k, the distance from each point to its k-th nearest other point (one pass for all)."""
+    radii = torch.empty((len(ks), len(features)), dtype=features.dtype)
     for start, distances in _pairwise(features, features):
-        radii[start:start + len(distances)] = distances.kthvalue(k + 1, dim=1).values  # +1: itself at 0
-    return radii
+        nearest = distances.topk(max(ks) + 1, dim=1, largest=False).values  # sorted; column 0 is itself
+        radii[:, start:start + len(distances)] = nearest[:, list(ks)].T
+    return list(radii)
+
+
+def real_radii(real: np.ndarray, k_pr: int = 3, k_dc: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real k-NN balls, which every image set scored against the same real set shares."""
+    return tuple(kth_neighbour_radii(torch.as_tensor(real, dtype=torch.float32), k_pr, k_dc))
 
 
 def manifold_scores(real: np.ndarray, fake: np.ndarray, k_pr: int = 3, k_dc: int = 5,
-                    bootstrap: int = 200, seed: int = 0) -> dict:
+                    bootstrap: int = 200, seed: int = 0, radii: tuple | None = None) -> dict:
     """Precision, recall, density, coverage, each with a bootstrap std over the samples it averages
-    (the k-NN balls held fixed)."""
+    (the k-NN balls held fixed). `radii`: real_radii(real) when already computed."""
     real_t, fake_t = torch.as_tensor(real, dtype=torch.float32), torch.as_tensor(fake, dtype=torch.float32)
-    real_radii_pr, real_radii_dc = kth_neighbour_radii(real_t, k_pr), kth_neighbour_radii(real_t, k_dc)
-    fake_radii = kth_neighbour_radii(fake_t, k_pr)
+    real_radii_pr, real_radii_dc = radii if radii is not None else real_radii(real, k_pr, k_dc)
+    (fake_radii,) = kth_neighbour_radii(fake_t, k_pr)
 
     in_real_balls = torch.zeros(len(fake_t), dtype=torch.bool)     # precision, per generated sample
     real_balls_hit = torch.zeros(len(fake_t), dtype=torch.float64)  # density, per generated sample

@@ -16,15 +16,17 @@ from dcgan.evaluate.classifier import load_classifier, predict
 from dcgan.evaluate.curve import quality_curve
 from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, kernel_distance
 from dcgan.evaluate.inception import inception_features, load_inception
-from dcgan.evaluate.manifold import manifold_scores
+from dcgan.evaluate.manifold import manifold_scores, real_radii
 from dcgan.io import load_tensors, progress_bar
 from dcgan.train import pick_device
 
 
-def distance_scores(features: np.ndarray, test_features: np.ndarray, space: str, cfg: Config) -> dict:
-    """Distances and manifold scores of one image set against the real test split in one feature space."""
+def distance_scores(features: np.ndarray, test_features: np.ndarray, space: str, cfg: Config,
+                    test_radii: tuple | None = None) -> dict:
+    """Distances and manifold scores of one image set against the real test split in one feature space
+    (`test_radii`: the test set's k-NN balls, computed once for every set scored against it)."""
     kid_mean, kid_std = kernel_distance(features, test_features, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
-    manifold = manifold_scores(test_features, features, seed=cfg.seed)
+    manifold = manifold_scores(test_features, features, seed=cfg.seed, radii=test_radii)
     fd = "fid_inception" if space == "inception" else f"fd_{space}"  # the standard name where it is the standard
     scores = {
         fd: frechet_distance(features, test_features),
@@ -39,9 +41,10 @@ def distance_scores(features: np.ndarray, test_features: np.ndarray, space: str,
 
 
 def classifier_scores(features: np.ndarray, probabilities: np.ndarray, test_features: np.ndarray,
-                      test_shares: np.ndarray, cfg: Config) -> dict:
+                      test_shares: np.ndarray, cfg: Config, test_radii: tuple | None = None) -> dict:
     """Every score in the domain classifier's space, named as in reports/metrics.json."""
-    return {**distance_scores(features, test_features, "classifier", cfg), **class_scores(probabilities, test_shares)}
+    return {**distance_scores(features, test_features, "classifier", cfg, test_radii),
+            **class_scores(probabilities, test_shares)}
 
 
 def inception_wanted(cfg: Config) -> tuple[bool, str]:
@@ -79,11 +82,13 @@ def evaluate(cfg: Config) -> tuple[dict, Optional[dict], list[dict]]:
         test_features, test_probabilities = predict(model, test["images"], size)
         real_features, real_probabilities = predict(model, real, size)
         test_shares = class_shares(test_probabilities)
-        generated.update(classifier_scores(generated_features, generated_probabilities, test_features, test_shares, cfg))
-        floor.update(classifier_scores(real_features, real_probabilities, test_features, test_shares, cfg))
+        radii = real_radii(test_features)
+        generated.update(classifier_scores(generated_features, generated_probabilities, test_features, test_shares,
+                                           cfg, radii))
+        floor.update(classifier_scores(real_features, real_probabilities, test_features, test_shares, cfg, radii))
         shares = {"generated": class_shares(generated_probabilities).tolist(),
                   "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
-        curve = quality_curve(cfg, model, test_features)
+        curve = quality_curve(cfg, model, test_features, radii)
         notes["classifier_scores"] = f"on: {cfg.dataset} has labels"
         notes["max_classes"] = len(test_shares)
     else:
@@ -100,8 +105,9 @@ def evaluate(cfg: Config) -> tuple[dict, Optional[dict], list[dict]]:
         with progress_bar(total=sum(map(len, sets.values())), desc="inception", unit="img") as progress:
             features = {name: inception_features(inception, images, device, progress=progress)
                         for name, images in sets.items()}
-        generated.update(distance_scores(features["generated"], features["test"], "inception", cfg))
-        floor.update(distance_scores(features["real"], features["test"], "inception", cfg))
+        radii = real_radii(features["test"])
+        generated.update(distance_scores(features["generated"], features["test"], "inception", cfg, radii))
+        floor.update(distance_scores(features["real"], features["test"], "inception", cfg, radii))
     metrics = {}
     for name in generated:
         metrics[name] = generated[name]

@@ -1,0 +1,315 @@
+"""The speed benchmark: training throughput feature by feature, evaluation time, and the pipeline.
+
+One command, unchanged on a CPU or a GPU; figures are printed and written to reports/benchmark.json:
+
+    .venv/bin/python benchmarks/run.py                  # everything (about 25 minutes on 2 CPU cores)
+    .venv/bin/python benchmarks/run.py --only train     # or: evaluate, pipeline
+    .venv/bin/python benchmarks/run.py --profile        # plus a torch.profiler table of the eager step
+
+Training: 64x64 Fashion-MNIST (the defaults' model), images/s = batch / median time of the timed
+steps after warm-up. "tutorial loop" is the PyTorch tutorial's way, written here as the baseline:
+a DataLoader (2 workers) decoding and resizing PIL images per step, a host-to-device copy per step
+and `.item()` on every logged value every step. "eager fp32" is this pipeline's loop with every
+fast-path switch off; each following row adds one switch to the row above it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from dcgan.config import load_config  # noqa: E402
+from dcgan.data.download import fetch_fashion_mnist  # noqa: E402
+from dcgan.data.normalize import normalize  # noqa: E402
+from dcgan.data.preprocess import prepare_split  # noqa: E402
+from dcgan.models import build_models, draw_noise  # noqa: E402
+from dcgan.speed import Speed  # noqa: E402
+from dcgan.train import GANStep, epoch_batches, pick_device  # noqa: E402
+
+MIRROR = "/usr/share/datasets/fashion-mnist"
+MB = 1024 * 1024
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (the peak, ru_maxrss, only ever grows across rows)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def timed_steps(step, count: int, warmup: int, device: torch.device) -> tuple[list[float], float]:
+    """(seconds of each timed step, seconds of the warm-up, which holds any compilation)."""
+    started = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    sync(device)
+    warmup_seconds = time.perf_counter() - started
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - started)
+    return times, warmup_seconds
+
+
+def flops_per_image(cfg, device: torch.device) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    generator, discriminator = build_models(cfg)
+    gan = GANStep(generator, discriminator, cfg, device, Speed())
+    batch = torch.randint(0, 256, (cfg.batch_size, cfg.nc, cfg.image_size, cfg.image_size), dtype=torch.uint8,
+                          device=device)
+    with FlopCounterMode(display=False) as counter:
+        gan.step(batch)
+    return counter.get_total_flops() / cfg.batch_size
+
+
+def tutorial_loop(cfg, raw_root: Path, device: torch.device):
+    """The PyTorch tutorial's loop: decode + transform per step in workers, copy, `.item()` every step."""
+    from torchvision import transforms
+    from torchvision.datasets import FashionMNIST
+
+    dataset = FashionMNIST(str(raw_root), train=True, transform=transforms.Compose([
+        transforms.Resize(cfg.image_size), transforms.CenterCrop(cfg.image_size), transforms.ToTensor(),
+        transforms.Normalize((0.5,), (0.5,))]))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=2,
+                                         drop_last=True, persistent_workers=True)
+    generator, discriminator = (net.to(device) for net in build_models(cfg))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    batches = iter(loader)
+    history = []
+
+    def step() -> None:
+        nonlocal batches
+        try:
+            real, _ = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            real, _ = next(batches)
+        real = real.to(device)
+        ones = torch.ones(real.shape[0], device=device)
+        zeros = torch.zeros(real.shape[0], device=device)
+        d_real = discriminator(real)
+        fake = generator(torch.randn(real.shape[0], cfg.nz, 1, 1, device=device))
+        d_fake = discriminator(fake.detach())
+        loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        d_fake_after = discriminator(fake)
+        loss_g = F.binary_cross_entropy_with_logits(d_fake_after, ones)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        history.append((loss_d.item(), loss_g.item(), torch.sigmoid(d_real).mean().item(),  # the host waits here
+                        torch.sigmoid(d_fake).mean().item(), torch.sigmoid(d_fake_after).mean().item()))
+
+    return step
+
+
+def fast_loop(cfg, images: torch.Tensor, device: torch.device, speed: Speed):
+    generator, discriminator = build_models(cfg)
+    gan = GANStep(generator, discriminator, cfg, device, speed)
+    batches = epoch_batches(len(images), cfg.batch_size, device)
+    sums = torch.zeros(5, device=device)
+
+    def step() -> None:
+        sums.add_(gan.step(images[next(batches)]))  # read every log_every steps in train, never here
+
+    return step
+
+
+def bench_train(args, device: torch.device) -> list[dict]:
+    base = load_config(ROOT / "params.yaml").model_copy(update={"image_size": 64, "dataset": "fashion_mnist"})
+    raw_root = Path(tempfile.mkdtemp(prefix="bench-raw-"))
+    fetch_fashion_mnist(MIRROR, raw_root)
+    images_u8 = prepare_split(raw_root, train=True, size=64)["images"].to(device)
+    cuda = device.type == "cuda"
+    variants = [("tutorial loop", None), ("eager fp32", Speed()),
+                ("+ channels_last", Speed(channels_last=True)),
+                ("+ fused Adam", Speed(channels_last=True, fused_adam=True))]
+    if cuda:
+        variants += [("+ cudnn.benchmark", Speed(channels_last=True, fused_adam=True, cudnn_benchmark=True)),
+                     ("+ bf16 autocast", Speed(channels_last=True, fused_adam=True, cudnn_benchmark=True,
+                                               amp=torch.cuda.is_bf16_supported()))]
+    last = variants[-1][1]
+    variants.append(("+ torch.compile", Speed(**{**last.__dict__, "compile": True})))
+    rows = []
+    for batch_size in args.batch_sizes:
+        cfg = base.model_copy(update={"batch_size": batch_size})
+        flops = flops_per_image(cfg, device)
+        for name, speed in variants:
+            torch.manual_seed(0)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            step = tutorial_loop(cfg, raw_root, device) if speed is None else fast_loop(cfg, images_u8, device, speed)
+            times, warmup = timed_steps(step, args.steps, args.warmup, device)
+            median = statistics.median(times)
+            row = {"batch_size": batch_size, "variant": name, "images_per_second": round(batch_size / median, 1),
+                   "median_step_ms": round(median * 1000, 2), "warmup_seconds": round(warmup, 1),
+                   "timed_steps": len(times), "gflop_per_image": round(flops / 1e9, 3),
+                   "achieved_tflops": round(flops * batch_size / median / 1e12, 3),
+                   "host_rss_mb": round(rss_mb()),
+                   "device_max_allocated_mb": round(torch.cuda.max_memory_allocated() / MB) if cuda else None}
+            rows.append(row)
+            print(f"  batch {batch_size:4d}  {name:18s} {row['images_per_second']:10.1f} images/s  "
+                  f"({row['median_step_ms']} ms/step, warm-up {row['warmup_seconds']} s, "
+                  f"{row['achieved_tflops']} TFLOP/s, RSS {row['host_rss_mb']} MB"
+                  + (f", device {row['device_max_allocated_mb']} MB)" if cuda else ")"), flush=True)
+            del step
+    shutil.rmtree(raw_root, ignore_errors=True)
+    return rows
+
+
+def bench_evaluate(args) -> dict:
+    """Time of the domain-classifier scores for 10,000 samples, as the evaluate stage computes them
+    (features of samples, test split and floor set; generated scores and floor). The classifier's
+    weights do not change the time, so an untrained one stands in."""
+    from dcgan.evaluate.classes import class_shares
+    from dcgan.evaluate.classifier import Classifier, predict
+    from dcgan.evaluate.manifold import real_radii
+    from dcgan.evaluate.scores import classifier_scores
+
+    cfg = load_config(ROOT / "params.yaml")
+    raw_root = Path(tempfile.mkdtemp(prefix="bench-eval-"))
+    fetch_fashion_mnist(MIRROR, raw_root)
+    real = prepare_split(raw_root, train=True, size=cfg.eval_image_size, max_images=20_000)["images"]
+    test = prepare_split(raw_root, train=False, size=cfg.eval_image_size)["images"]
+    samples, floor_set = real[:10_000], real[10_000:]
+    torch.manual_seed(0)
+    model = Classifier(1, 10, cfg.eval_image_size).eval()
+    parts = {}
+    started = time.perf_counter()
+    features = {name: predict(model, images, cfg.eval_image_size)
+                for name, images in (("samples", samples), ("test", test), ("floor", floor_set))}
+    parts["features (30,000 images)"] = time.perf_counter() - started
+    shares = class_shares(features["test"][1])
+    started = time.perf_counter()
+    radii = real_radii(features["test"][0])
+    parts["k-NN balls of the test set"] = time.perf_counter() - started
+    for name in ("samples", "floor"):
+        started = time.perf_counter()
+        classifier_scores(features[name][0], features[name][1], features["test"][0], shares, cfg, radii)
+        parts[f"scores of {name}"] = time.perf_counter() - started
+    shutil.rmtree(raw_root, ignore_errors=True)
+    total = sum(parts.values())
+    for name, seconds in parts.items():
+        print(f"  {name:28s} {seconds:6.1f} s")
+    print(f"  {'total':28s} {total:6.1f} s  (target: <= 20 s on the 2-core CPU)")
+    return {"n_samples": 10_000, "seconds": round(total, 1), **{k: round(v, 2) for k, v in parts.items()}}
+
+
+def bench_pipeline(device: torch.device) -> dict:
+    """Wall time of each stage of `dvc repro` in a fresh copy, then of a no-op re-run. With a GPU, the
+    defaults; on a CPU, the quick CPU variant that `make pipeline` runs there (the defaults take hours)."""
+    copy = Path(tempfile.mkdtemp(prefix="bench-pipeline-")) / "project"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    params = (copy / "params.yaml").read_text()
+    if device.type != "cuda":
+        for key, value in {"image_size": 32, "ngf": 32, "ndf": 32, "epochs": 10, "sample_every": 200}.items():
+            params = "\n".join(f"{key}: {value}" if line.startswith(f"{key}:") else line
+                               for line in params.splitlines()) + "\n"
+        (copy / "params.yaml").write_text(params)
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home()),
+           "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+        subprocess.run(command, cwd=copy, env=env, check=True)
+    stages = ["download", "preprocess", "prepare_eval", "classifier", "train", "sample", "evaluate"]
+    seconds = {}
+    for stage in stages:
+        started = time.perf_counter()
+        subprocess.run(["dvc", "repro", "--single-item", stage], cwd=copy, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds[stage] = round(time.perf_counter() - started, 1)
+        print(f"  {stage:14s} {seconds[stage]:8.1f} s", flush=True)
+    started = time.perf_counter()
+    subprocess.run(["dvc", "repro"], cwd=copy, env=env, check=True, stdout=subprocess.DEVNULL)
+    noop = round(time.perf_counter() - started, 1)
+    print(f"  {'total':14s} {sum(seconds.values()):8.1f} s; no-op re-run: {noop} s")
+    shutil.rmtree(copy.parent, ignore_errors=True)
+    return {"config": "defaults" if device.type == "cuda" else "quick CPU variant (32x32, ngf=ndf=32, 10 epochs)",
+            "stage_seconds": seconds, "total_seconds": round(sum(seconds.values()), 1), "noop_rerun_seconds": noop}
+
+
+def profile_step(device: torch.device) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = load_config(ROOT / "params.yaml").model_copy(update={"image_size": 64})
+    step = fast_loop(cfg, torch.randint(0, 256, (1024, 1, 64, 64), dtype=torch.uint8, device=device), device, Speed())
+    step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+        sync(device)
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=15))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["train", "evaluate", "pipeline"], action="append")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--steps", type=int, help="timed steps per row (default: 50 on CUDA, 5 on a CPU)")
+    parser.add_argument("--warmup", type=int, help="warm-up steps per row (default: 10 on CUDA, 2 on a CPU)")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmark.json")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    cuda = device.type == "cuda"
+    args.steps = args.steps or (50 if cuda else 5)
+    args.warmup = args.warmup or (10 if cuda else 2)
+    parts = args.only or ["train", "evaluate", "pipeline"]
+
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report.update({"date": datetime.date.today().isoformat(), "torch": torch.__version__,
+                   "device": torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}, "
+                                                                       f"{torch.get_num_threads()} threads)"})
+    if "train" in parts:
+        print(f"training throughput on {report['device']}, 64x64 Fashion-MNIST:")
+        report["train"] = bench_train(args, device)
+    if "evaluate" in parts:
+        print("evaluation (domain-classifier scores of 10,000 samples):")
+        report["evaluate"] = bench_evaluate(args)
+    if "pipeline" in parts:
+        print("pipeline (dvc repro, stage by stage, in a fresh copy):")
+        report["pipeline"] = bench_pipeline(device)
+    report["host_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if args.profile:
+        profile_step(device)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
