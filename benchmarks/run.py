@@ -243,20 +243,23 @@ def bench_pipeline(device: torch.device) -> dict:
     for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
         subprocess.run(command, cwd=copy, env=env, check=True)
     stages = ["download", "preprocess", "prepare_eval", "classifier", "train", "sample", "evaluate"]
-    seconds = {}
+    seconds, peak_rss = {}, {}
     for stage in stages:
         started = time.perf_counter()
         subprocess.run(["dvc", "repro", "--single-item", stage], cwd=copy, env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seconds[stage] = round(time.perf_counter() - started, 1)
-        print(f"  {stage:14s} {seconds[stage]:8.1f} s", flush=True)
+        # The largest process so far among finished children (dvc and the stage it ran): a stage's own
+        # peak shows where this figure rises.
+        peak_rss[stage] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+        print(f"  {stage:14s} {seconds[stage]:8.1f} s   largest process so far: {peak_rss[stage]} MB", flush=True)
     started = time.perf_counter()
     subprocess.run(["dvc", "repro"], cwd=copy, env=env, check=True, stdout=subprocess.DEVNULL)
     noop = round(time.perf_counter() - started, 1)
     print(f"  {'total':14s} {sum(seconds.values()):8.1f} s; no-op re-run: {noop} s")
     shutil.rmtree(copy.parent, ignore_errors=True)
     return {"config": "defaults" if device.type == "cuda" else "quick CPU variant (32x32, ngf=ndf=32, 10 epochs)",
-            "stage_seconds": seconds, "total_seconds": round(sum(seconds.values()), 1), "noop_rerun_seconds": noop}
+            "stage_seconds": seconds, "largest_process_mb_after_stage": peak_rss, "total_seconds": round(sum(seconds.values()), 1), "noop_rerun_seconds": noop}
 
 
 def profile_step(device: torch.device) -> None:

@@ -18,7 +18,7 @@ SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_clas
 
 def main() -> None:
     cfg = load_config()
-    with continued_run(paths.MLFLOW_RUN) as mlflow:
+    with continued_run(paths.SAMPLE_MLFLOW_RUN, cfg.flat()) as mlflow:
         metrics, shares, curve = evaluate(cfg)
         classifier = json.loads(paths.CLASSIFIER_REPORT.read_text())
         if "classifier_test_accuracy" in classifier:

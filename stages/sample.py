@@ -9,7 +9,7 @@ from dcgan.tracking import continued_run
 
 def main() -> None:
     cfg = load_config()
-    with continued_run(paths.MLFLOW_RUN) as mlflow:
+    with continued_run(paths.MLFLOW_RUN, cfg.flat(), paths.SAMPLE_MLFLOW_RUN) as mlflow:
         sample(cfg)
         mlflow.log_artifacts(str(paths.SAMPLE_FIGURES), "samples")
 

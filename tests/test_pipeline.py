@@ -51,6 +51,8 @@ def project(tmp_path_factory):
     run(["dvc", "exp", "run", "-n", "lower-lr", "-S", "lr=0.0001"], copy, env)
     # --temp runs in a throw-away clone under .dvc/tmp/exps/: its run must still land in our store.
     run(["dvc", "exp", "run", "--temp", "-n", "in-temp-clone", "-S", "lr=0.0003"], copy, env)
+    # Only sample and evaluate re-run (DVC restores train from its run cache): a new MLflow run all the same.
+    run(["dvc", "exp", "run", "--temp", "-n", "bn-train", "-S", "sample_bn_mode=train"], copy, env)
     # The fully connected baseline beside the DCGAN runs, and a folder of images without labels.
     run(["dvc", "exp", "run", "--temp", "-n", "mlp-baseline", "-S", "arch=mlp", "-S", "ngf=64", "-S", "ndf=64"],
         copy, env)
@@ -106,7 +108,8 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     copy, _ = project
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
     runs = [run for run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
-            if run.data.params["arch"] == "dcgan" and run.data.params["dataset"] == "fashion_mnist"]
+            if run.data.params["arch"] == "dcgan" and run.data.params["dataset"] == "fashion_mnist"
+            and run.data.params["sample_bn_mode"] == "eval"]
     assert sorted(run.data.params["lr"] for run in runs) == ["0.0001", "0.0002", "0.0003"]
     client = mlflow.MlflowClient()
     for run in runs:
@@ -126,6 +129,26 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     assert by_lr["0.0001"].data.tags["dvc_exp_name"] == "lower-lr"
     assert by_lr["0.0002"].data.tags["dvc_exp_name"] == "(workspace)"
     assert by_lr["0.0003"].info.run_name == "in-temp-clone"
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_a_variant_that_reuses_a_trained_g_gets_its_own_run_and_leaves_the_other_intact(project):
+    copy, _ = project
+    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
+    runs = {run.info.run_name: run for run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")}
+    derived, trained = runs["bn-train"], runs["lower-lr"]
+    assert derived.data.tags["derived_from_run"] == trained.info.run_id  # train came from DVC's run cache
+    assert derived.data.tags["changed_params"] == "sample_bn_mode"
+    assert derived.data.params["sample_bn_mode"] == "train" and trained.data.params["sample_bn_mode"] == "eval"
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(derived.info.run_id, "loss_d")) == \
+        len(client.get_metric_history(trained.info.run_id, "loss_d"))  # its training curves came along
+    assert math.isfinite(derived.data.metrics["fd_classifier"])
+    # The trained run keeps its own scores: the workspace holds lower-lr's results (--temp runs leave it).
+    workspace_metrics = json.loads((copy / paths.METRICS).read_text())
+    assert trained.data.metrics["fd_classifier"] == pytest.approx(workspace_metrics["fd_classifier"])
+    assert len(client.get_metric_history(trained.info.run_id, "fd_classifier")) == 1
 
 
 @pytest.mark.slow

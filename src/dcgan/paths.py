@@ -19,6 +19,7 @@ TRAIN_CURVES = Path("reports/train/curves.png")
 SNAPSHOTS = Path("models/snapshots")
 
 SAMPLES = Path("data/samples/samples.pt")
+SAMPLE_MLFLOW_RUN = Path("data/samples/mlflow_run.json")
 SAMPLE_FIGURES = Path("reports/samples")
 
 METRICS = Path("reports/metrics.json")
