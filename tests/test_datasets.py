@@ -202,3 +202,10 @@ def test_a_zip_member_outside_the_target_is_refused(tmp_path):
     with pytest.raises(DataError, match="unsafe"):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize("dataset, hint", [("mnist", "upstream .gz"), ("cifar10", "cifar-10-python.tar.gz"),
+                                           ("celeba", "list_eval_partition.txt")])
+def test_offline_without_a_mirror_says_how_to_get_each_data_set(tmp_path, dataset, hint):
+    with pytest.raises(DataError, match=f"(?s)no mirror set.*Temporary failure.*Offline: .*{hint}.*Online"):
+        fetch(make_config(dataset=dataset, data_mirror="auto"), tmp_path / "raw")

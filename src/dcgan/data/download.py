@@ -63,12 +63,17 @@ def raw_folder(raw_root: str | Path, dataset: str = "fashion_mnist") -> Path:
                              "celeba": "celeba", "folder": "folder"}[dataset]
 
 
-def _offline_error(dataset: str, mirror: Optional[str], exc: Exception, how_to_mirror: str) -> DataError:
-    where = f"no usable mirror at {mirror}" if mirror else "no mirror set (`data_mirror`)"
-    return DataError(
-        f"{dataset} is not available: {where}, and the download failed ({type(exc).__name__}: {exc}).\n"
-        f"Two ways to fix it:\n  1. Offline: {how_to_mirror}\n"
-        "  2. Online: connect this machine to the internet and run again; torchvision downloads the files.")
+def _download_or_explain(raw_root: Path, dataset: str, mirror: Optional[str], how_to_mirror: str) -> None:
+    """torchvision's download; if it fails (offline, say), an error that names both ways to get the data."""
+    try:
+        _download_with_torchvision(raw_root, dataset)
+    except Exception as exc:  # urllib, socket and torchvision's own errors all mean "could not download"
+        where = f"no usable mirror at {mirror}" if mirror else "no mirror set (`data_mirror`)"
+        raise DataError(
+            f"{dataset} is not available: {where}, and the download failed ({type(exc).__name__}: {exc}).\n"
+            f"Two ways to fix it:\n  1. Offline: {how_to_mirror}\n"
+            "  2. Online: connect this machine to the internet and run again; torchvision downloads the files."
+        ) from None
 
 
 # --- MNIST and Fashion-MNIST: four IDX files -------------------------------------------------------
@@ -143,14 +148,11 @@ def fetch_idx(dataset: str, mirror: Optional[str], raw_root: Path) -> str:
         for name, source in files.items():
             _copy_idx(source, target / name, dataset)
         return f"mirror {mirror}"
-    try:
-        _download_with_torchvision(raw_root, dataset)
-    except Exception as exc:  # urllib, socket and torchvision's own errors all mean "could not download"
-        how = ("install the Debian package (as root: apt-get update && apt-get install dataset-fashion-mnist), "
-               "or set" if dataset == "fashion_mnist" else "set")
-        raise _offline_error(dataset, mirror, exc, f"{how} `data_mirror` in params.yaml to a folder holding "
-                             f"the four IDX files ({', '.join(IDX_FILES)}, "
-                             f"{'plain or .gz' if dataset == 'fashion_mnist' else 'as the upstream .gz'}).") from None
+    how = ("install the Debian package (as root: apt-get update && apt-get install dataset-fashion-mnist), "
+           "or set" if dataset == "fashion_mnist" else "set")
+    _download_or_explain(raw_root, dataset, mirror, f"{how} `data_mirror` in params.yaml to a folder holding the "
+                         f"four IDX files ({', '.join(IDX_FILES)}, "
+                         f"{'plain or .gz' if dataset == 'fashion_mnist' else 'as the upstream .gz'}).")
     if dataset == "fashion_mnist":  # torchvision checked the .gz; this checks what is kept
         verify(target, FASHION_MNIST_SHA256, "the torchvision download")
     for leftover in target.glob("*.gz"):  # keep the output identical to the mirror path's
@@ -158,7 +160,6 @@ def fetch_idx(dataset: str, mirror: Optional[str], raw_root: Path) -> str:
     return "torchvision download"
 
 
-# Kept for callers that only ever want the embedded default.
 def fetch_fashion_mnist(mirror: str | Path, raw_root: str | Path) -> str:
     return fetch_idx("fashion_mnist", str(mirror), Path(raw_root))
 
@@ -190,11 +191,8 @@ def fetch_cifar10(mirror: Optional[str], raw_root: Path) -> str:
         safe_extract(source, raw_root)
         _verify_cifar10(target)
         return f"mirror {source}"
-    try:
-        _download_with_torchvision(raw_root, "cifar10")
-    except Exception as exc:
-        raise _offline_error("cifar10", mirror, exc, f"set `data_mirror` to {CIFAR10_ARCHIVE} (or the folder "
-                             f"holding it, or holding the extracted {CIFAR10_FOLDER}/).") from None
+    _download_or_explain(raw_root, "cifar10", mirror, f"set `data_mirror` to {CIFAR10_ARCHIVE} (or the folder "
+                         f"holding it, or holding the extracted {CIFAR10_FOLDER}/).")
     (raw_root / CIFAR10_ARCHIVE).unlink(missing_ok=True)
     _verify_cifar10(target)
     return "torchvision download"
@@ -218,11 +216,8 @@ def fetch_celeba(mirror: Optional[str], raw_root: Path) -> str:
             raise DataError(f"{source} has {CELEBA_PARTITION} but neither {CELEBA_ZIP} nor {CELEBA_IMAGES}/.")
         shutil.copy2(source / CELEBA_PARTITION, target / CELEBA_PARTITION)
         return f"mirror {source}"
-    try:
-        _download_with_torchvision(raw_root, "celeba")
-    except Exception as exc:
-        raise _offline_error("celeba", mirror, exc, f"set `data_mirror` to a folder holding {CELEBA_PARTITION} "
-                             f"and {CELEBA_ZIP} (or the extracted {CELEBA_IMAGES}/).") from None
+    _download_or_explain(raw_root, "celeba", mirror, f"set `data_mirror` to a folder holding {CELEBA_PARTITION} "
+                         f"and {CELEBA_ZIP} (or the extracted {CELEBA_IMAGES}/).")
     for extra in target.iterdir():  # keep what the mirror path keeps: the images and the partition list
         if extra.name not in (CELEBA_IMAGES, CELEBA_PARTITION):
             extra.unlink() if extra.is_file() else shutil.rmtree(extra)
