@@ -16,4 +16,4 @@ test-fast: setup
 	.venv/bin/python -m pytest -m "not slow"
 
 ui: setup
-	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	.venv/bin/python -m dcgan.tracking.ui --host 127.0.0.1 --port 5000

@@ -24,8 +24,19 @@ echo
 python - <<'PY'
 import json
 metrics = json.load(open("reports/metrics.json"))
-print(f"Scores of {metrics['n_generated']} samples (reports/metrics.json), lower is better:")
+scores, floor = metrics["scores"], metrics["floor"]
+print(f"Scores of {metrics['eval']['n_generated']} samples (reports/metrics.json), lower is better:")
 for name in ("fd_classifier", "kid_classifier"):
-    print(f"  {name}: {metrics[name]:.4g}   real-vs-real floor: {metrics[name + '_floor']:.4g}")
+    if name in scores:
+        print(f"  scores.{name}: {scores[name]:.4g}   real-vs-real floor: {floor[name]:.4g}")
 PY
-echo "Figures: reports/samples/ and reports/train/. Compare runs: 'dvc exp show', or 'make ui' for MLflow."
+cat <<'EOF'
+Figures: reports/samples/ and reports/train/.
+
+dvc and mlflow live in .venv: activate it to type the next commands in this shell.
+
+  source .venv/bin/activate
+  dvc exp run -S lr=0.0001      # a variant
+  dvc exp show --only-changed   # the experiments side by side
+  make ui                       # MLflow: prints the URL of the runs page
+EOF

@@ -15,6 +15,16 @@ if [ ! -d "$MIRROR" ]; then
   fi
 fi
 
+# The browser the UI test drives (playwright's own browser download needs the internet; Debian's does not).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's chromium (for the MLflow UI test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: no chromium: the MLflow UI test will be skipped (sudo apt-get install chromium)" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv (torch, torchvision, dvc, mlflow: a few minutes the first time)"

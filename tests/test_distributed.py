@@ -12,6 +12,7 @@ from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
 from dcgan.config import load_config
 from dcgan.errors import ConfigError
+from dcgan.metrics import TRAINING as LOGGED
 from dcgan.models import model_spec
 from test_faults import TINY, make_workdir, run_train
 
@@ -40,7 +41,7 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
     # The logged means are over the whole global batch (averaged over the processes).
     assert [row["step"] for row in parallel_log] == [row["step"] for row in single_log]
     for one, two in zip(single_log, parallel_log):
-        for name in ("loss_d", "loss_g", "d_real", "d_fake_before", "d_fake_after"):
+        for name in LOGGED:
             assert float(two[name]) == pytest.approx(float(one[name]), abs=1e-4), name
 
 
@@ -52,7 +53,7 @@ def test_a_dcgan_on_two_processes_trains_and_logs_once(tmp_path):
     runs = mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 0 alone talks to MLflow
     assert runs[0].data.params["processes"] == "2"
-    history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "loss_d")
+    history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "train/loss_d")
     assert [m.step for m in history] == [5, 10, 12]  # each value once, not once per process
     grids = sorted(p.name for p in (tmp_path / "dcgan" / paths.TRAIN_GRIDS).iterdir())
     assert grids == ["step_0000012.png"]

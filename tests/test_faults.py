@@ -127,7 +127,7 @@ def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path,
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed_at_step"] == str(step)
-    logged_steps = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "loss_d")}
+    logged_steps = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "train/loss_d")}
     assert logged_steps == set(range(5, 601, 5))
     assert len(mlflow.search_runs(experiment_names=["dcgan"], output_format="list")) == 1
 
@@ -298,7 +298,7 @@ def check_everything_arrived(uri: str) -> None:
     runs = mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     client = mlflow.MlflowClient()
-    history = client.get_metric_history(runs[0].info.run_id, "loss_d")
+    history = client.get_metric_history(runs[0].info.run_id, "train/loss_d")
     assert sorted(m.step for m in history) == list(range(5, 41, 5))  # the outage's values arrived too
     for metric in history:
         logged = next(float(row["loss_d"]) for row in rows if int(row["step"]) == metric.step)

@@ -37,7 +37,7 @@ def test_training_logs_checkpoints_and_tracks(workdir):
     steps = cfg.epochs * (64 // cfg.batch_size)  # 8 steps, logged at 3, 6 and the last
     assert [int(row["step"]) for row in rows] == [3, 6, 8]
     for row in rows:
-        assert 0 < float(row["d_real"]) < 1 and 0 < float(row["d_fake_before"]) < 1
+        assert 0 < float(row["d_x"]) < 1 and 0 < float(row["d_g_z_before_d_step"]) < 1
         assert float(row["loss_d"]) > 0 and float(row["loss_g"]) > 0
     assert sorted(p.name for p in paths.TRAIN_GRIDS.iterdir()) == ["step_0000004.png", "step_0000008.png"]
     assert paths.TRAIN_CURVES.stat().st_size > 0
@@ -54,9 +54,9 @@ def test_training_logs_checkpoints_and_tracks(workdir):
     run = mlflow.get_run(checkpoint["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["lr"] == str(cfg.lr) and run.data.tags["device"] == "cpu"
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "d_fake_after")
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train/d_g_z_after_d_step")
     assert [m.step for m in history] == [3, 6, 8]
-    assert set(LOGGED) <= set(run.data.metrics)
+    assert {f"train/{name}" for name in LOGGED} <= set(run.data.metrics)
 
 
 def test_same_params_on_the_cpu_give_the_same_weights(workdir, tmp_path_factory, monkeypatch):
@@ -97,7 +97,7 @@ def test_training_variants_train_and_log(workdir, variant):
     cfg = make_config(**{**TINY, **variant})
     train(cfg)
     rows = list(csv.DictReader(open(paths.TRAIN_LOG)))
-    assert len(rows) == 3 and all(0 < float(row["d_real"]) < 1 for row in rows)
+    assert len(rows) == 3 and all(0 < float(row["d_x"]) < 1 for row in rows)
     checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
     assert checkpoint["model_spec"]["arch"] == cfg.arch
 

@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 # a run's identity, so that a run killed at epoch 3 resumes after, say, `-S log_every=100` or on
 # another device. `epochs` is left out too: training longer continues the same stream of batches.
 NOT_IDENTITY = {"epochs", "device", "log_every", "sample_every", "eval_every", "checkpoint_every",
-                "keep_checkpoints", "channels_last", "fused_adam", "cudnn_benchmark", "amp", "compile"}
+                "keep_checkpoints", "register_model", "channels_last", "fused_adam", "cudnn_benchmark", "amp", "compile"}
 
 
 def save_checkpoint(path: str | Path, *, spec: dict, generator, discriminator, opt_g, opt_d,

@@ -60,6 +60,8 @@ class Config(BaseModel):
     checkpoint_every: int = Field(ge=1, description="steps between checkpoints (also one at each epoch end)")
     keep_checkpoints: int = Field(ge=1, description="the last K checkpoints of a run are kept")
     nproc: int = Field(ge=1, le=1024, description="data-parallel processes (torchrun + DistributedDataParallel)")
+    register_model: Optional[str] = Field(min_length=1, max_length=256, pattern=r"^[\w.\- ]+$",
+                                          description="null, or a name in MLflow's model registry: each run a new version")
 
     # the fast path (src/dcgan/speed.py): auto = on only where it pays off
     channels_last: Literal["auto", "on", "off"]

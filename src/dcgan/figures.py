@@ -57,9 +57,9 @@ def training_curves(log_csv: str | Path, path: str | Path) -> None:
     ax_loss.plot(log["step"], log["loss_d"], label="D loss")
     ax_loss.plot(log["step"], log["loss_g"], label="G loss")
     ax_loss.set(xlabel="step", ylabel="loss", title="Losses")
-    ax_d.plot(log["step"], log["d_real"], label="D(x)")
-    ax_d.plot(log["step"], log["d_fake_before"], label="D(G(z)) before D step")
-    ax_d.plot(log["step"], log["d_fake_after"], label="D(G(z)) after D step")
+    ax_d.plot(log["step"], log["d_x"], label="D(x)")
+    ax_d.plot(log["step"], log["d_g_z_before_d_step"], label="D(G(z)) before D step")
+    ax_d.plot(log["step"], log["d_g_z_after_d_step"], label="D(G(z)) after D step")
     ax_d.set(xlabel="step", ylabel="mean D output", title="Discriminator outputs", ylim=(0, 1))
     for ax in (ax_loss, ax_d):
         ax.legend()

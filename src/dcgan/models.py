@@ -101,6 +101,17 @@ class MLPDiscriminator(nn.Module):
         return self.main(images).flatten()
 
 
+class LatentToImage(nn.Module):
+    """G as a model to serve: latent vectors [N, nz] -> images [N, nc, H, W] in [-1, 1] (G's tanh)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z.reshape(z.shape[0], -1, 1, 1))
+
+
 def init_weights(module: nn.Module) -> None:
     """The paper's init: conv weights N(0, 0.02); BatchNorm weights N(1, 0.02), biases 0. (The mlp
     baseline keeps PyTorch's default init of its linear layers.)"""

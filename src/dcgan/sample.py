@@ -50,7 +50,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                         for s in t])
 
 
-def sample(cfg: Config) -> None:
+def sample(cfg: Config) -> int:
+    """Samples and figures of the trained G; returns the training step it was saved at."""
     device = pick_device(cfg.device)
     generator = load_generator(cfg, device)
     noise_rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)  # independent of training's RNG
@@ -75,3 +76,4 @@ def sample(cfg: Config) -> None:
     grids = sorted(paths.TRAIN_GRIDS.glob("step_*.png"))
     progress_gif(grids, out / "progress.gif")
     print(f"{cfg.n_samples} samples -> {paths.SAMPLES}; figures -> {out}/")
+    return load_tensors(paths.CHECKPOINT)["step"]

@@ -34,11 +34,13 @@ from dcgan.distributed import World, join, leave
 from dcgan.errors import ConfigError, UserError
 from dcgan.figures import display_scale, grid_image, save_image, training_curves
 from dcgan.io import atomic_path, load_tensors, progress_bar, save_tensors
+from dcgan.metrics import TRAINING
 from dcgan.models import build_models, draw_noise, generate, model_spec
 from dcgan.speed import Speed, resolve_speed
 from dcgan.tracking import training_run
+from dcgan.tracking.generator_model import log_generator
 
-LOGGED = ("loss_d", "loss_g", "d_real", "d_fake_before", "d_fake_after")
+LOGGED = TRAINING  # the log.csv columns, `train/<name>` in MLflow
 LOG_HEADER = ["step", "epoch", "images_seen", "seconds", *LOGGED]
 
 
@@ -296,7 +298,7 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
                       f"({describe_difference(run.identity, identity)}); it is kept and resumes when run "
                       "with its params again (delete the folder to free the space)")
             run.create(LOG_HEADER)  # over a leftover without a usable checkpoint: its log and grids go
-    tracker = training_run(cfg.flat(), str(device), paths.MLFLOW_RUN, resume_run_id=run_id) if world.is_main else None
+    tracker = training_run(cfg, str(device), paths.MLFLOW_RUN, resume_run_id=run_id) if world.is_main else None
     if tracker is not None and checkpoint is None:
         tracker.log_params({**speed.as_params(), "processes": world.size})
     elif tracker is not None:
@@ -305,8 +307,10 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
     def save_grid(step: int) -> None:
         fake = denormalize(generate(sampled_generator, fixed_noise)).cpu()
         path = run.grids / f"step_{step:07d}.png"
-        save_image(grid_image(fake, scale=display_scale(cfg.image_size)), path)
+        grid = grid_image(fake, scale=display_scale(cfg.image_size))
+        save_image(grid, path)
         tracker.log_artifact(path, "train_grids")
+        tracker.log_image(grid, key="train/fixed_noise_grid", step=step)  # a chart with a step slider
 
     def snapshot(step: int) -> None:  # G alone, scored later for the quality curve
         save_tensors(run.snapshots / f"step_{step:07d}.pt",
@@ -354,10 +358,11 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
                     csv.writer(log_file).writerow([done, epoch, done * cfg.batch_size, round(seconds, 3),
                                                    *(f"{means[name]:.6f}" for name in LOGGED)])
                     log_file.flush()
-                    tracker.log_metrics({**means, "epoch": epoch, "images_per_second": done * cfg.batch_size / seconds},
+                    tracker.log_metrics({f"train/{name}": value for name, value in
+                                         {**means, "epoch": epoch, "images_per_second": done * cfg.batch_size / seconds}.items()},
                                         step=done)
                     progress.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}",
-                                         d_real=f"{means['d_real']:.2f}", refresh=False)
+                                         d_x=f"{means['d_x']:.2f}", refresh=False)
             if world.is_main and (done % cfg.sample_every == 0 or done == total_steps):
                 save_grid(done)
             if world.is_main and (done % cfg.eval_every == 0 or done == total_steps):
@@ -382,15 +387,16 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
             log_file.close()
 
     if world.is_main:
-        publish(run, cfg, gan, steps_per_epoch, total_steps, tracker)
+        publish(run, cfg, gan, sampled_generator, steps_per_epoch, total_steps, tracker)
         print(f"trained {total_steps} steps ({cfg.epochs} epochs of {n_images} images) "
               f"in {time.perf_counter() - started:.0f} s on {device}"
               + (f" x {world.size} processes" if world.size > 1 else ""))
 
 
-def publish(run: RunFolder, cfg: Config, gan: GANStep, steps_per_epoch: int, total_steps: int, tracker) -> None:
+def publish(run: RunFolder, cfg: Config, gan: GANStep, sampled_generator: torch.nn.Module, steps_per_epoch: int,
+            total_steps: int, tracker) -> None:
     """Completed: the run folder's log, grids and snapshots become the stage's declared outputs, the
-    final checkpoint is written, MLflow gets the curves, and the run folder is removed."""
+    final checkpoint is written, MLflow gets the curves and G as a model, and the run folder is removed."""
     with atomic_path(paths.TRAIN_LOG) as tmp:
         shutil.copyfile(run.log, tmp)
     for source, target in ((run.grids, paths.TRAIN_GRIDS), (run.snapshots, paths.SNAPSHOTS)):
@@ -403,6 +409,7 @@ def publish(run: RunFolder, cfg: Config, gan: GANStep, steps_per_epoch: int, tot
     training_curves(paths.TRAIN_LOG, paths.TRAIN_CURVES)
     tracker.log_artifact(paths.TRAIN_CURVES, "figures")
     rows = list(csv.DictReader(open(paths.TRAIN_LOG)))
-    tracker.log_metrics({"train_seconds": float(rows[-1]["seconds"]) if rows else math.nan}, step=total_steps)
+    tracker.log_metrics({"train/seconds": float(rows[-1]["seconds"]) if rows else math.nan}, step=total_steps)
+    tracker.upload("the generator model", lambda: log_generator(sampled_generator, cfg, tracker.run_id))
     tracker.finish("FINISHED")
     run.remove()

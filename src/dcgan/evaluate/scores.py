@@ -56,15 +56,20 @@ def inception_wanted(cfg: Config) -> tuple[bool, str]:
     return cfg.inception == "on", f"{cfg.inception}: set in params.yaml"
 
 
-def _with_floor_suffix(name: str) -> str:
-    """fd_classifier -> fd_classifier_floor, fd_classifier_std -> fd_classifier_floor_std."""
-    return f"{name.removesuffix('_std')}_floor_std" if name.endswith("_std") else f"{name}_floor"
+def _sections(generated: dict, floor: dict) -> dict[str, dict]:
+    """Flat score names (fd_classifier, fd_classifier_std, ...) -> the sections of dcgan.metrics."""
+    def split(scores: dict, spread: bool) -> dict:
+        return {name.removesuffix("_std"): value for name, value in scores.items() if name.endswith("_std") == spread}
+
+    return {"scores": split(generated, False), "spread": split(generated, True),
+            "floor": split(floor, False), "floor_spread": split(floor, True)}
 
 
-def evaluate(cfg: Config) -> tuple[dict, Optional[dict], list[dict]]:
+def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
     """Scores of the generated samples against the real test split, beside the real-vs-real floor;
     the class shares of generated, real-train and real-test images (for the histogram); and the
-    quality curve of the snapshots kept during training. Without labels there is no domain
+    quality curve of the snapshots kept during training. The metrics come in the sections of
+    dcgan.metrics (scores, spread, floor, floor_spread, eval, notes). Without labels there is no domain
     classifier: its scores, the shares and the curve are skipped, and the metrics say why."""
     samples = load_tensors(paths.SAMPLES)["images"]
     test = load_tensors(paths.EVAL_TEST_DATA)
@@ -72,7 +77,7 @@ def evaluate(cfg: Config) -> tuple[dict, Optional[dict], list[dict]]:
     # The floor compares as many real images as there are samples, since FD depends on N.
     pick = torch.randperm(len(train["images"]), generator=torch.Generator().manual_seed(cfg.seed))[:len(samples)]
     real = train["images"][pick]
-    generated, floor, notes = {}, {}, {}
+    generated, floor, notes, counts = {}, {}, {}, {}
     shares, curve = None, []
 
     if DATASETS[cfg.dataset].labelled:
@@ -90,7 +95,7 @@ def evaluate(cfg: Config) -> tuple[dict, Optional[dict], list[dict]]:
                   "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
         curve = quality_curve(cfg, model, test_features, radii)
         notes["classifier_scores"] = f"on: {cfg.dataset} has labels"
-        notes["max_classes"] = len(test_shares)
+        counts["max_classes"] = len(test_shares)
     else:
         notes["classifier_scores"] = (f"skipped: {cfg.dataset} has no labels, so there is no domain classifier "
                                       "(no fd/kid/precision/recall_classifier, class statistics or quality curve); "
@@ -108,9 +113,5 @@ def evaluate(cfg: Config) -> tuple[dict, Optional[dict], list[dict]]:
         radii = real_radii(features["test"])
         generated.update(distance_scores(features["generated"], features["test"], "inception", cfg, radii))
         floor.update(distance_scores(features["real"], features["test"], "inception", cfg, radii))
-    metrics = {}
-    for name in generated:
-        metrics[name] = generated[name]
-        metrics[_with_floor_suffix(name)] = floor[name]
-    metrics.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(pick), **notes})
-    return metrics, shares, curve
+    counts.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(pick)})
+    return {**_sections(generated, floor), "eval": counts, "notes": notes}, shares, curve

@@ -1,0 +1,62 @@
+"""The evaluate stage's work: score the run, write reports/metrics.json and the figures, log to MLflow."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from dcgan import figures, paths
+from dcgan.config import Config
+from dcgan.data.datasets import DATASETS
+from dcgan.evaluate.curve import COLUMNS
+from dcgan.evaluate.scores import evaluate
+from dcgan.io import write_csv, write_json
+from dcgan.metrics import TRAINING
+from dcgan.tracking import continued_run, log_evaluation
+
+SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
+         "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier", "fid_inception",
+         "kid_inception", "precision_inception", "recall_inception", "density_inception", "coverage_inception")
+
+
+def training_summary(log_csv=paths.TRAIN_LOG) -> dict[str, float]:
+    """The `train` section of metrics.json: the last logged window of the training log, and its pace."""
+    rows = list(csv.DictReader(open(log_csv)))
+    if not rows:
+        return {}
+    last = rows[-1]
+    seconds = float(last["seconds"])
+    return {**{name: float(last[name]) for name in TRAINING}, "seconds": seconds,
+            "images_per_second": float(last["images_seen"]) / seconds if seconds > 0 else float("nan")}
+
+
+def run_evaluation(cfg: Config) -> dict[str, dict]:
+    with continued_run(paths.SAMPLE_MLFLOW_RUN, cfg) as run:
+        metrics, shares, curve = evaluate(cfg)
+        metrics = {"train": training_summary(), **metrics}
+        classifier = json.loads(paths.CLASSIFIER_REPORT.read_text())
+        if "classifier_test_accuracy" in classifier:
+            metrics["eval"]["classifier_test_accuracy"] = classifier["classifier_test_accuracy"]
+        write_json(paths.METRICS, metrics)
+        write_csv(paths.QUALITY_CURVE, curve, COLUMNS)
+        if shares is not None:
+            figures.class_histogram(shares, DATASETS[cfg.dataset].class_names, paths.CLASS_HISTOGRAM)
+            figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE)
+        else:
+            for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
+                figures.notice(metrics["notes"]["classifier_scores"], path)
+        log_evaluation(run, cfg, metrics, curve)
+    print_scores(metrics)
+    return metrics
+
+
+def print_scores(metrics: dict[str, dict]) -> None:
+    scores, spread, floor = metrics["scores"], metrics["spread"], metrics["floor"]
+    print(f"scores of {metrics['eval']['n_generated']} samples (lower is better for fd and kid):")
+    shown = [name for name in SHOWN if name in scores]
+    for name in shown:
+        spread_text = f" ± {spread[name]:.3g}" if name in spread else ""
+        print(f"  scores.{name}: {scores[name]:.4g}{spread_text}   real-vs-real floor: {floor[name]:.4g}")
+    if not shown:
+        notes = metrics["notes"]
+        print(f"  none: classifier scores {notes['classifier_scores']}; Inception scores {notes['inception']}")

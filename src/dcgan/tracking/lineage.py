@@ -1,0 +1,120 @@
+"""Where a run came from: its source (git commit, DVC experiment), the data it saw, what it changed.
+
+These fill the runs table's Source, Dataset and Description in MLflow, with MLflow's own tag names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from dcgan import paths
+from dcgan.config import Config
+
+
+def git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def git_commit() -> str:
+    return git("rev-parse", "HEAD") or "unknown"
+
+
+def experiment_name() -> str | None:
+    return os.environ.get("DVC_EXP_NAME") or None
+
+
+def run_name(commit: str) -> str:
+    return experiment_name() or f"workspace-{commit[:7]}"
+
+
+def source_tags(commit: str) -> dict[str, str]:
+    """MLflow's standard source tags (mlflow/utils/mlflow_tags.py), and the DVC experiment's names."""
+    tags = {
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": "dvc.yaml",  # the pipeline; the stage that logged is in each tag below
+        "mlflow.source.git.commit": commit,
+        "git_commit": commit,
+        "dvc_exp_name": experiment_name() or "(workspace)",
+        "dvc_exp_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", commit),
+    }
+    remote = git("config", "--get", "remote.origin.url")
+    if remote:
+        tags["mlflow.source.git.repoURL"] = remote
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    if branch and branch != "HEAD":
+        tags["mlflow.source.git.branch"] = branch
+    return tags
+
+
+def baseline_changes(params: dict) -> list[tuple[str, object, object]]:
+    """(key, baseline value, this run's value) for each param that differs from the baseline commit's
+    params.yaml: the commit a DVC experiment started from, or HEAD for a plain `dvc repro`."""
+    rev = os.environ.get("DVC_EXP_BASELINE_REV") or "HEAD"
+    text = git("show", f"{rev}:params.yaml")
+    if text is None:
+        return []
+    baseline = yaml.safe_load(text) or {}
+    return [(key, baseline[key], value) for key, value in params.items()
+            if key in baseline and baseline[key] != value]
+
+
+def describe(changes: list[tuple[str, object, object]], headline: str = "") -> str:
+    """The run's description (the `mlflow.note.content` tag, shown as Description)."""
+    name = experiment_name()
+    rev = os.environ.get("DVC_EXP_BASELINE_REV") or git_commit()
+    what = f"DVC experiment `{name}`" if name else "`dvc repro` in the workspace"
+    if changes:
+        changed = "; ".join(f"`{key}`: {old} → {new}" for key, old, new in changes)
+        text = f"{what}, against its baseline {rev[:7]}: {changed}."
+    else:
+        text = f"{what}, with the params of its baseline {rev[:7]} (nothing changed)."
+    return f"{text}\n\n{headline}" if headline else text
+
+
+def headline(scores: dict, spread: dict, floor: dict) -> str:
+    """The scores a reader looks at first, beside the real-vs-real floor."""
+    parts = []
+    for name in ("fd_classifier", "coverage_classifier", "precision_classifier", "recall_classifier",
+                 "class_entropy_ratio", "fid_inception"):
+        if name in scores:
+            spread_text = f" ± {spread[name]:.2g}" if name in spread else ""
+            parts.append(f"`{name}` {scores[name]:.4g}{spread_text} (floor {floor[name]:.3g})")
+    return "Scores: " + ", ".join(parts) + "." if parts else ""
+
+
+def file_md5(path: str | Path) -> str:
+    """The digest DVC records for a file (dvc.lock's md5), so MLflow's Dataset column matches DVC's."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def dataset_entity(cfg: Config, path: Path):
+    """One of the pipeline's data files as an MLflow dataset: the data set and split (the file's stem:
+    train or test), the digest DVC records for it, and the file it came from."""
+    import json
+
+    from mlflow.entities import Dataset
+
+    return Dataset(name=f"{cfg.dataset}-{path.stem}", digest=file_md5(path), source_type="local",
+                   source=json.dumps({"uri": str(path.resolve()), "dvc_path": str(path)}))
+
+
+def dataset_inputs(cfg: Config, files: dict[str, Path]) -> list:
+    """DatasetInputs for `{context: file}` (contexts: training, evaluation), for MlflowClient.log_inputs."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    return [DatasetInput(dataset=dataset_entity(cfg, path),
+                         tags=[InputTag(key="mlflow.data.context", value=context)])
+            for context, path in files.items()]
+
+
+TRAINING_DATA = {"training": paths.TRAIN_DATA}
+EVALUATION_DATA = {"evaluation": paths.EVAL_TEST_DATA}

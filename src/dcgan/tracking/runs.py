@@ -1,0 +1,147 @@
+"""MLflow: one run per pipeline run, started by train and continued by sample and evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from dcgan import paths
+from dcgan.config import Config
+from dcgan.errors import UserError
+from dcgan.io import write_json
+from dcgan.metrics import flatten
+from dcgan.tracking import lineage
+from dcgan.tracking.run_logger import RunLogger
+from dcgan.tracking.store import EXPERIMENT, brief, connect, experiment_id, tracking_uri
+
+# CPU, memory, disk and network (and the GPU with nvidia-ml-py), as MLflow's System metrics tab shows them.
+SYSTEM_METRICS_SECONDS = 10
+
+
+def training_run(cfg: Config, device: str, run_file: str | Path, resume_run_id: str | None = None) -> RunLogger:
+    """Start the pipeline run's MLflow run (or continue `resume_run_id`, the run of a resumed training),
+    log params, tags, the training data and a description, and record its id in run_file."""
+    # A remote server that is down must cost seconds, not MLflow's default of minutes of retries per call.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    mlflow = connect()
+    client = mlflow.MlflowClient()
+    params = cfg.flat()
+    try:
+        if resume_run_id:
+            run = client.get_run(resume_run_id)
+            client.update_run(resume_run_id, status="RUNNING")
+        else:
+            commit = lineage.git_commit()
+            tags = {**lineage.source_tags(commit), "mlflow.source.name": "stages/train.py",
+                    "mlflow.note.content": lineage.describe(lineage.baseline_changes(cfg.model_dump())),
+                    "device": device, "torch_version": torch.__version__}
+            run = client.create_run(experiment_id(mlflow), run_name=lineage.run_name(commit), tags=tags)
+    except Exception as exc:
+        raise UserError(f"MLflow tracking store {tracking_uri()} cannot be reached ({type(exc).__name__}: "
+                        f"{brief(exc)}). Nothing was trained. Start the "
+                        "server, or unset MLFLOW_TRACKING_URI to use the project's local store.") from None
+    logger = RunLogger(client, run.info.run_id)
+    if resume_run_id:
+        print(f"MLflow run {run.info.run_id} ({run.info.run_name}) continued in {tracking_uri()}")
+    else:
+        logger.log_params(params)
+        inputs = lineage.dataset_inputs(cfg, lineage.TRAINING_DATA)
+        logger.upload("the training data set", lambda: client.log_inputs(run.info.run_id, datasets=inputs))
+        print(f"MLflow run {run.info.run_id} ({run.info.run_name}) in {tracking_uri()}")
+    logger.start_system_metrics(SYSTEM_METRICS_SECONDS, resume=bool(resume_run_id))
+    write_json(run_file, {"run_id": run.info.run_id, "experiment": EXPERIMENT, "run_name": run.info.run_name})
+    return logger
+
+
+def _derived_run(mlflow, base, cfg: Config, differing: list[str]):
+    """A new run for this pipeline run, carrying over what the earlier stages logged in `base`."""
+    client = mlflow.MlflowClient()
+    commit = lineage.git_commit()
+    tags = {key: value for key, value in base.data.tags.items() if not key.startswith("mlflow.")}
+    tags.update(lineage.source_tags(commit))
+    tags.update({"derived_from_run": base.info.run_id, "changed_params": ", ".join(differing),
+                 "mlflow.note.content": lineage.describe(lineage.baseline_changes(cfg.model_dump()))})
+    run = mlflow.start_run(experiment_id=base.info.experiment_id, run_name=lineage.run_name(commit), tags=tags)
+    mlflow.log_params({**base.data.params, **{key: str(value) for key, value in cfg.flat().items()}})
+    for key in base.data.metrics:  # the training curves, so that the compare view shows them here too
+        history = client.get_metric_history(base.info.run_id, key)
+        for start in range(0, len(history), 1000):
+            client.log_batch(run.info.run_id, metrics=history[start:start + 1000])
+    if base.inputs and base.inputs.dataset_inputs:
+        client.log_inputs(run.info.run_id, datasets=base.inputs.dataset_inputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        if client.list_artifacts(base.info.run_id):
+            mlflow.log_artifacts(mlflow.artifacts.download_artifacts(run_id=base.info.run_id, dst_path=tmp))
+    print(f"MLflow run {run.info.run_id} ({run.info.run_name}): {', '.join(differing)} changed since run "
+          f"{base.info.run_id}, whose results DVC reused; a new run keeps each experiment's scores apart")
+    return run
+
+
+@contextmanager
+def continued_run(run_file: str | Path, cfg: Config, next_run_file: str | Path | None = None) -> Iterator[object]:
+    """Re-open the run that the previous stage logged to (its id is in run_file), so that one pipeline
+    run is one MLflow run. If the params differ from that run's (say only `sample_bn_mode` changed, so
+    DVC restored train from its cache), a new run is started instead, with the current params and
+    the earlier run's tags, metric histories, datasets and artifacts: each experiment keeps its own
+    run, and no run's scores are overwritten by another's. next_run_file records the run used, for
+    the next stage. Yields the active MLflow run."""
+    run_file = Path(run_file)
+    if not run_file.is_file():
+        raise UserError(f"{run_file} is missing: the stage before this one writes it. Run: dvc repro")
+    run_id = json.loads(run_file.read_text())["run_id"]
+    mlflow = connect()
+    try:
+        base = mlflow.get_run(run_id)
+    except Exception:
+        raise UserError(f"MLflow run {run_id} (from {run_file}) is not in the store {tracking_uri()}. "
+                        "Was MLFLOW_TRACKING_URI changed since training? Set it back, or re-train: "
+                        "dvc repro -f train") from None
+    differing = [key for key, value in cfg.flat().items() if base.data.params.get(key) != str(value)]
+    run = _derived_run(mlflow, base, cfg, differing) if differing else mlflow.start_run(run_id=run_id)
+    with run:
+        if next_run_file is not None:
+            write_json(next_run_file, {"run_id": run.info.run_id, "experiment": EXPERIMENT,
+                                       "run_name": run.info.run_name})
+        yield run
+
+
+def log_samples(run, figures_folder: Path, step: int) -> None:
+    """The sample stage's figures: files under Artifacts, and the final grid and real-vs-fake as image charts."""
+    import mlflow
+    from PIL import Image
+
+    mlflow.log_artifacts(str(figures_folder), "samples")
+    for key, name in (("samples/grid", "grid.png"), ("samples/real_vs_fake", "real_vs_fake.png")):
+        with Image.open(figures_folder / name) as image:
+            mlflow.log_image(image.convert("RGB"), key=key, step=step)
+
+
+def log_evaluation(run, cfg: Config, metrics: dict[str, dict], curve: list[dict]) -> None:
+    """The evaluate stage's results: every score as `<section>/<name>`, the quality curve as metric
+    histories (so the compare view overlays runs), the evaluation data set, the figures and a
+    description with the headline scores."""
+    import mlflow
+
+    from dcgan.evaluate.curve import COLUMNS
+
+    numbers = flatten({section: values for section, values in metrics.items() if section != "train"})
+    mlflow.log_metrics(numbers)
+    for name, note in metrics["notes"].items():
+        mlflow.set_tag(name, note)
+    for row in curve:
+        mlflow.log_metrics({f"curve/{name}": row[name] for name in COLUMNS[3:]}, step=row["step"])
+    mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=lineage.dataset_inputs(cfg, lineage.EVALUATION_DATA))
+    for path in (paths.METRICS, paths.QUALITY_CURVE):
+        mlflow.log_artifact(str(path))
+    for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
+        mlflow.log_artifact(str(path), "figures")
+    headline = lineage.headline(metrics["scores"], metrics["spread"], metrics["floor"])
+    mlflow.set_tag("mlflow.note.content", lineage.describe(lineage.baseline_changes(cfg.model_dump()), headline))

@@ -1,0 +1,79 @@
+"""Where the runs go: the project's MLflow store, its experiment, and the URL that opens it.
+
+The store needs no server: SQLite in the project root, unless MLFLOW_TRACKING_URI says otherwise.
+`dvc exp run --queue/--temp` runs stages in a throw-away clone under .dvc/tmp/exps/, but DVC sets
+DVC_ROOT to the main repository there too, so every run lands in the same store.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+EXPERIMENT = "dcgan"
+
+# MLflow 3's UI opens an experiment on its GenAI pages by default. What decides it in MLflow 3.17 is the
+# page's `workflowType` (the URL parameter, else the browser's localStorage key mlflow.workflowType_v1,
+# else "genai"): RUNS_VIEW. The experiment tag is what MLflow's earlier kind selector wrote and what
+# other clients read; 3.17's UI no longer reads it, so it is set for them and for later versions.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+RUNS_VIEW = "runs?workflowType=machine_learning"
+
+
+def project_root() -> Path:
+    """The main repository root: DVC_ROOT under DVC (also in exp clones), else the nearest .dvc/."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
+def local_store_uri() -> str:
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_store_uri()
+
+
+def uses_local_store() -> bool:
+    # Compared by value: mlflow.set_tracking_uri() itself exports MLFLOW_TRACKING_URI.
+    return tracking_uri() == local_store_uri()
+
+
+def connect():
+    # Nothing of a run needs the network: MLflow's usage telemetry stays off unless the user turns it on.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def experiment_id(mlflow, name: str = EXPERIMENT) -> str:
+    """The experiment's id, creating it if needed; either way it is marked as model training."""
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        # An explicit location under the main root: created from a temp clone, MLflow would otherwise
+        # put the artifacts inside that clone, which DVC deletes afterwards.
+        location = (project_root() / "mlartifacts" / name).as_uri() if uses_local_store() else None
+        return client.create_experiment(name, artifact_location=location,
+                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # a store made before the tag was set
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
+
+
+def runs_url(base_url: str, experiment: str) -> str:
+    """The page that lists the experiment's runs in MLflow's model-training view (not the GenAI one)."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment}/{RUNS_VIEW}"
+
+
+def brief(exc: Exception) -> str:
+    """The first line of an error, short enough for one message (HTTP errors carry whole pages)."""
+    return str(exc).splitlines()[0][:300] if str(exc) else ""
