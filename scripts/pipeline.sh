@@ -24,8 +24,8 @@ echo
 python - <<'PY'
 import json
 metrics = json.load(open("reports/metrics.json"))
-scores, floor = metrics["scores"], metrics["floor"]
-print(f"Scores of {metrics['eval']['n_generated']} samples (reports/metrics.json), lower is better:")
+scores, floor = metrics["scores"], metrics["scores_floor"]
+print(f"Scores of {metrics['setup']['n_generated']} samples (reports/metrics.json), lower is better:")
 for name in ("fd_classifier", "kid_classifier"):
     if name in scores:
         print(f"  scores.{name}: {scores[name]:.4g}   real-vs-real floor: {floor[name]:.4g}")

@@ -1,12 +1,16 @@
 import gzip
+import os
+import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from dcgan import paths
 from dcgan.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +59,83 @@ def tiny_mirror(tmp_path):
 requires_fashion_mnist = pytest.mark.skipif(
     not DEBIAN_MIRROR.is_dir(),
     reason="needs Debian's dataset-fashion-mnist (the setup installs it: apt-get install dataset-fashion-mnist)")
+
+
+# The end-to-end tests' project: a copy of this one with tiny params, in its own git repository.
+TINY = dict(max_train_images=256, image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, log_every=2,
+            sample_every=4, eval_every=4, n_samples=256, curve_samples=128, classifier_epochs=1, kid_subset_size=64, kid_subsets=5, device="cpu")
+
+
+def run(args, cwd, env):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def make_project(copy: Path, params: dict) -> tuple[Path, dict]:
+    """A git repository with the project's files (not the results of local runs) and these params."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    results_of_local_runs = {"dvc.lock", str(paths.METRICS)}
+    for name in files:
+        if (ROOT / name).is_file() and name not in results_of_local_runs:
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    (copy / "params.yaml").write_text(yaml.safe_dump({**project_params(), **params}, sort_keys=False))
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # tiny runs train for seconds, not minutes
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    run(["git", "init", "-q"], copy, env)
+    run(["git", "add", "-A"], copy, env)
+    run(["git", "commit", "-qm", "tiny"], copy, env)
+    return copy, env
+
+
+def in_users_shell(command: str, cwd: Path, env: dict) -> str:
+    """`command` in bash after `source .venv/bin/activate`, from a PATH without the project's venv."""
+    venv_bin = Path(sys.executable).parent
+    path = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != venv_bin)
+    return run(["bash", "-c", f"source {venv_bin / 'activate'} && {command}"], cwd,
+               {**env, "PATH": path, "VIRTUAL_ENV": ""})
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """A git+DVC copy of the project with tiny params, after `dvc repro` and `dvc exp run -S lr=0.0001`."""
+    copy, env = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY)
+    run(["dvc", "repro"], copy, env)
+    run(["git", "add", "-A"], copy, env)
+    run(["git", "commit", "-qm", "baseline run"], copy, env)
+    # As the README has users type it: in their own shell, after `source .venv/bin/activate`.
+    in_users_shell("dvc exp run -n lower-lr -S lr=0.0001", copy, env)
+    # --temp runs in a throw-away clone under .dvc/tmp/exps/: its run must still land in our store.
+    run(["dvc", "exp", "run", "--temp", "-n", "in-temp-clone", "-S", "lr=0.0003"], copy, env)
+    # Only sample and evaluate re-run (DVC restores train from its run cache): a new MLflow run all the same.
+    run(["dvc", "exp", "run", "--temp", "-n", "bn-train", "-S", "sample_bn_mode=train"], copy, env)
+    # The fully connected baseline beside the DCGAN runs, and a folder of images without labels.
+    run(["dvc", "exp", "run", "--temp", "-n", "mlp-baseline", "-S", "arch=mlp", "-S", "ngf=64", "-S", "ndf=64"],
+        copy, env)
+    folder = copy.parent / "my-images"
+    make_image_folder(folder, 200)
+    run(["dvc", "exp", "run", "--temp", "-n", "image-folder", "-S", "dataset=folder", "-S", f"path={folder}",
+         "-S", "channels=1"], copy, env)
+    return copy, env
+
+
+def make_image_folder(folder: Path, count: int) -> None:
+    """Grayscale PNG blobs of varied sizes in two subfolders, and one unreadable file."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        (folder / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
+        size = 20 + i % 7
+        yy, xx = np.mgrid[:size, :size]
+        blob = 255 * np.exp(-((xx - rng.uniform(5, 15)) ** 2 + (yy - rng.uniform(5, 15)) ** 2) / 20)
+        Image.fromarray(blob.astype(np.uint8)).save(folder / f"part{i % 2}" / f"{i:04d}.png")
+    (folder / "part0" / "corrupt.png").write_bytes(b"\x89PNG not really")
+
+

@@ -53,10 +53,10 @@ def test_a_dcgan_on_two_processes_trains_and_logs_once(tmp_path):
     runs = mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 0 alone talks to MLflow
     assert runs[0].data.params["processes"] == "2"
-    history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "train/loss_d")
+    history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "gan/loss_d")
     assert [m.step for m in history] == [5, 10, 12]  # each value once, not once per process
     grids = sorted(p.name for p in (tmp_path / "dcgan" / paths.TRAIN_GRIDS).iterdir())
-    assert grids == ["step_0000012.png"]
+    assert grids == ["step_0000000.png", "step_0000012.png"]
 
 
 def test_the_global_batch_must_split_evenly_over_the_processes(tmp_path):

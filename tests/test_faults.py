@@ -59,7 +59,7 @@ def run_train(folder: Path, env: dict | None = None) -> subprocess.CompletedProc
 
 def wait_for_checkpoint(folder: Path, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while not list((folder / paths.CHECKPOINTS).glob("*/step_*.pt")):
+    while not list((folder / paths.UNFINISHED_RUNS).glob("*/step_*.pt")):
         assert process.poll() is None, f"train ended before its first checkpoint:\n{process.communicate()}"
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
@@ -120,14 +120,14 @@ def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path,
     assert log_values(folder) == log_values(uninterrupted)  # every logged value, none lost or repeated
     assert sorted(p.name for p in (folder / paths.TRAIN_GRIDS).iterdir()) == \
         sorted(p.name for p in (uninterrupted / paths.TRAIN_GRIDS).iterdir())
-    assert not list((folder / paths.CHECKPOINTS).iterdir())  # the finished run's folder is gone
+    assert not list((folder / paths.UNFINISHED_RUNS).iterdir())  # the finished run's folder is gone
 
     # The same MLflow run continued, its steps too.
     assert yaml.safe_load((folder / paths.MLFLOW_RUN).read_text())["run_id"] == run_id
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed_at_step"] == str(step)
-    logged_steps = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "train/loss_d")}
+    logged_steps = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "gan/loss_d")}
     assert logged_steps == set(range(5, 601, 5))
     assert len(mlflow.search_runs(experiment_names=["dcgan"], output_format="list")) == 1
 
@@ -142,7 +142,7 @@ def test_sigterm_writes_a_checkpoint_marks_the_run_killed_and_exits_non_zero(tmp
     assert "Traceback" not in stderr
     step = int(stderr.split("stopped by SIGTERM at step ")[1].split()[0])
     assert "Run `dvc repro` to resume" in stderr
-    checkpoints = sorted((folder / paths.CHECKPOINTS).glob("*/step_*.pt"))
+    checkpoints = sorted((folder / paths.UNFINISHED_RUNS).glob("*/step_*.pt"))
     assert int(checkpoints[-1].stem.removeprefix("step_")) == step  # written at the step it stopped
     run_id = yaml.safe_load((folder / paths.MLFLOW_RUN).read_text())["run_id"]
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
@@ -173,7 +173,7 @@ def test_a_crash_with_a_corrupt_last_checkpoint_resumes_from_the_one_before(tmp_
     monkeypatch.setattr(training.GANStep, "step", crash_at_step_35)
     with pytest.raises(RuntimeError, match="injected crash"):
         training.train(make_config(**TINY, epochs=10))
-    checkpoints = sorted(paths.CHECKPOINTS.glob("*/step_*.pt"))
+    checkpoints = sorted(paths.UNFINISHED_RUNS.glob("*/step_*.pt"))
     # every 10 steps and at each epoch end (4 steps), the last K = 2 kept
     assert [p.name for p in checkpoints] == ["step_00000030.pt", "step_00000032.pt"]
     checkpoints[-1].write_bytes(checkpoints[-1].read_bytes()[:1000])  # truncated, as a failing disk would
@@ -202,7 +202,7 @@ def test_an_injected_nan_stops_training_naming_the_step_and_keeps_the_last_good_
     with pytest.raises(training.TrainingDiverged, match="not finite at step 23 of 40") as error:
         training.train(make_config(**TINY, epochs=10))
     assert "step_00000020.pt" in str(error.value) and "lower the learning rates" in str(error.value)
-    kept = sorted(paths.CHECKPOINTS.glob("*/step_*.pt"))
+    kept = sorted(paths.UNFINISHED_RUNS.glob("*/step_*.pt"))
     assert [p.name for p in kept] == ["step_00000016.pt", "step_00000020.pt"]  # none from step 23 on
     good = load_checkpoint(kept[-1], model_spec(make_config(**TINY)))
     assert all(torch.isfinite(t).all() for t in good["generator"].values() if t.is_floating_point())
@@ -298,10 +298,10 @@ def check_everything_arrived(uri: str) -> None:
     runs = mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     client = mlflow.MlflowClient()
-    history = client.get_metric_history(runs[0].info.run_id, "train/loss_d")
+    history = client.get_metric_history(runs[0].info.run_id, "gan/loss_d")
     assert sorted(m.step for m in history) == list(range(5, 41, 5))  # the outage's values arrived too
     for metric in history:
         logged = next(float(row["loss_d"]) for row in rows if int(row["step"]) == metric.step)
         assert metric.value == pytest.approx(logged, abs=1e-6)
     grids = [a.path for a in client.list_artifacts(runs[0].info.run_id, "train_grids")]
-    assert grids == ["train_grids/step_0000020.png", "train_grids/step_0000040.png"]
+    assert grids == ["train_grids/step_0000000.png", "train_grids/step_0000020.png", "train_grids/step_0000040.png"]

@@ -4,86 +4,18 @@ import csv
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 import yaml
 
-from conftest import ROOT, project_params, requires_fashion_mnist
+from conftest import ROOT, TINY, in_users_shell, make_project, requires_fashion_mnist, run
 from dcgan import paths
-
-TINY = dict(max_train_images=256, image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, log_every=2,
-            sample_every=4, eval_every=4, n_samples=256, curve_samples=128, classifier_epochs=1, kid_subset_size=64, kid_subsets=5, device="cpu")
-
-
-def run(args, cwd, env):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def make_project(copy: Path, params: dict) -> tuple[Path, dict]:
-    """A git repository with the project's files (not the results of local runs) and these params."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    results_of_local_runs = {"dvc.lock", str(paths.METRICS)}
-    for name in files:
-        if (ROOT / name).is_file() and name not in results_of_local_runs:
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    (copy / "params.yaml").write_text(yaml.safe_dump({**project_params(), **params}, sort_keys=False))
-
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    run(["git", "init", "-q"], copy, env)
-    run(["git", "add", "-A"], copy, env)
-    run(["git", "commit", "-qm", "tiny"], copy, env)
-    return copy, env
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A git+DVC copy of the project with tiny params, after `dvc repro` and `dvc exp run -S lr=0.0001`."""
-    copy, env = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY)
-    run(["dvc", "repro"], copy, env)
-    run(["git", "add", "-A"], copy, env)
-    run(["git", "commit", "-qm", "baseline run"], copy, env)
-    run(["dvc", "exp", "run", "-n", "lower-lr", "-S", "lr=0.0001"], copy, env)
-    # --temp runs in a throw-away clone under .dvc/tmp/exps/: its run must still land in our store.
-    run(["dvc", "exp", "run", "--temp", "-n", "in-temp-clone", "-S", "lr=0.0003"], copy, env)
-    # Only sample and evaluate re-run (DVC restores train from its run cache): a new MLflow run all the same.
-    run(["dvc", "exp", "run", "--temp", "-n", "bn-train", "-S", "sample_bn_mode=train"], copy, env)
-    # The fully connected baseline beside the DCGAN runs, and a folder of images without labels.
-    run(["dvc", "exp", "run", "--temp", "-n", "mlp-baseline", "-S", "arch=mlp", "-S", "ngf=64", "-S", "ndf=64"],
-        copy, env)
-    folder = copy.parent / "my-images"
-    make_image_folder(folder, 200)
-    run(["dvc", "exp", "run", "--temp", "-n", "image-folder", "-S", "dataset=folder", "-S", f"path={folder}",
-         "-S", "channels=1"], copy, env)
-    return copy, env
-
-
-def make_image_folder(folder: Path, count: int) -> None:
-    """Grayscale PNG blobs of varied sizes in two subfolders, and one unreadable file."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        (folder / f"part{i % 2}").mkdir(parents=True, exist_ok=True)
-        size = 20 + i % 7
-        yy, xx = np.mgrid[:size, :size]
-        blob = 255 * np.exp(-((xx - rng.uniform(5, 15)) ** 2 + (yy - rng.uniform(5, 15)) ** 2) / 20)
-        Image.fromarray(blob.astype(np.uint8)).save(folder / f"part{i % 2}" / f"{i:04d}.png")
-    (folder / "part0" / "corrupt.png").write_bytes(b"\x89PNG not really")
-
 
 @pytest.mark.slow
 @requires_fashion_mnist
@@ -97,8 +29,8 @@ def test_dvc_exp_show_lists_both_learning_rates_and_scores(project):
             data = node.get("data") or {}
             lr = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("lr")
             metrics = data.get("metrics", {}).get(str(paths.METRICS), {}).get("data", {})
-            if lr is not None and "fd_classifier" in metrics:
-                found[lr] = metrics["fd_classifier"]
+            if lr is not None and "fd_classifier" in metrics.get("scores", {}):
+                found[lr] = metrics["scores"]["fd_classifier"]
             for value in node.values():
                 collect(value)
         elif isinstance(node, list):
@@ -107,6 +39,14 @@ def test_dvc_exp_show_lists_both_learning_rates_and_scores(project):
 
     collect(rows)
     assert {0.0002, 0.0001, 0.0003} <= set(found), found
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_the_readmes_commands_work_as_typed_after_activating_the_venv(project):
+    copy, env = project
+    shown = in_users_shell("dvc exp show --only-changed --no-pager && dvc metrics diff && mlflow --version", copy, env)
+    assert "lower-lr" in shown and "mlflow, version" in shown
 
 
 @pytest.mark.slow
@@ -121,15 +61,27 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     client = mlflow.MlflowClient()
     for run in runs:
         assert run.info.status == "FINISHED"
-        assert len(client.get_metric_history(run.info.run_id, "loss_d")) > 1
-        for name in ("fd_classifier", "fd_classifier_floor", "kid_classifier", "kid_classifier_std"):
-            assert math.isfinite(run.data.metrics[name])
-        assert math.isfinite(run.data.metrics["recall_classifier_floor"])
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "curve_fd_classifier")] == [4, 8]
+        for name in ("gan/loss_d", "gan/loss_g", "gan/d_x", "gan/d_g_z_before_d_step", "gan/d_g_z_after_d_step"):
+            assert len(client.get_metric_history(run.info.run_id, name)) > 1, name
+        for name in ("scores/fd_classifier", "scores_floor/fd_classifier", "scores/kid_classifier",
+                     "scores_spread/kid_classifier", "scores_floor/recall_classifier", "setup/n_generated"):
+            assert math.isfinite(run.data.metrics[name]), name
+        assert not [name for name in run.data.metrics if "/" not in name]  # every value in a section
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "scores_over_training/fd_classifier")]
+        assert steps == [4, 8]
         images = [a.path for folder in ("train_grids", "samples", "figures")
                   for a in client.list_artifacts(run.info.run_id, folder)]
         assert any(p.endswith(".png") for p in images) and any(p.endswith(".gif") for p in images), images
         assert any(p.endswith("class_histogram.png") for p in images), images
+        # Image charts: the fixed-noise grid at each sample_every step, the final samples at the last step.
+        charts = [a.path.removeprefix("images/") for a in client.list_artifacts(run.info.run_id, "images")]
+        grid_steps = {int(name.split("+step+")[1].split("+")[0]) for name in charts
+                      if name.startswith("gan~fixed_noise_grid+")}
+        assert grid_steps == {0, 4, 8}, charts  # step 0: the untrained G
+        assert any(name.startswith("samples~grid+step+8+") for name in charts), charts
+        assert any(name.startswith("samples~real_vs_fake+step+8+") for name in charts), charts
+        assert run.data.tags["mlflow.loggedImages"] == "True"
+        assert any(name.startswith("system/cpu_utilization_percentage") for name in run.data.metrics)
         assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(copy / "mlartifacts")
     by_lr = {run.data.params["lr"]: run for run in runs}
     assert by_lr["0.0001"].info.run_name == "lower-lr"
@@ -151,11 +103,14 @@ def test_a_variant_that_reuses_a_trained_g_gets_its_own_run_and_leaves_the_other
     client = mlflow.MlflowClient()
     assert len(client.get_metric_history(derived.info.run_id, "loss_d")) == \
         len(client.get_metric_history(trained.info.run_id, "loss_d"))  # its training curves came along
-    assert math.isfinite(derived.data.metrics["fd_classifier"])
+    assert math.isfinite(derived.data.metrics["scores/fd_classifier"])
+    assert "`sample_bn_mode`: eval → train" in derived.data.tags["mlflow.note.content"]
+    assert {d.dataset.digest for d in derived.inputs.dataset_inputs} >= \
+        {d.dataset.digest for d in trained.inputs.dataset_inputs}  # what it was trained on came along
     # The trained run keeps its own scores: the workspace holds lower-lr's results (--temp runs leave it).
     workspace_metrics = json.loads((copy / paths.METRICS).read_text())
-    assert trained.data.metrics["fd_classifier"] == pytest.approx(workspace_metrics["fd_classifier"])
-    assert len(client.get_metric_history(trained.info.run_id, "fd_classifier")) == 1
+    assert trained.data.metrics["scores/fd_classifier"] == pytest.approx(workspace_metrics["scores"]["fd_classifier"])
+    assert len(client.get_metric_history(trained.info.run_id, "scores/fd_classifier")) == 1
 
 
 @pytest.mark.slow
@@ -165,7 +120,9 @@ def test_the_mlp_baseline_lands_in_mlflow_beside_the_dcgan_runs(project):
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["dcgan"], filter_string="params.arch = 'mlp'", output_format="list")
     assert len(runs) == 1 and runs[0].info.run_name == "mlp-baseline" and runs[0].info.status == "FINISHED"
-    assert math.isfinite(runs[0].data.metrics["fd_classifier"])
+    assert math.isfinite(runs[0].data.metrics["scores/fd_classifier"])
+    generator = mlflow.pytorch.load_model(f"runs:/{runs[0].info.run_id}/generator")  # the mlp's G is a model too
+    assert generator(torch.zeros(2, TINY["nz"])).shape == (2, 1, 16, 16)
     dcgan_runs = mlflow.search_runs(experiment_names=["dcgan"], filter_string="params.arch = 'dcgan'")
     assert len(dcgan_runs) >= 3
 
@@ -180,11 +137,11 @@ def test_an_unlabelled_image_folder_runs_and_says_why_classifier_scores_are_skip
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     run_ = runs[0]
     assert run_.data.tags["classifier_scores"].startswith("skipped: folder has no labels")
-    assert "fd_classifier" not in run_.data.metrics
+    assert "scores/fd_classifier" not in run_.data.metrics
     local = Path(mlflow.artifacts.download_artifacts(run_id=run_.info.run_id, artifact_path="metrics.json"))
     metrics = json.loads(local.read_text())
-    assert metrics["classifier_scores"].startswith("skipped") and metrics["n_test"] == 100
-    assert len(mlflow.MlflowClient().get_metric_history(run_.info.run_id, "loss_d")) > 1
+    assert metrics["notes"]["classifier_scores"].startswith("skipped") and metrics["setup"]["n_test"] == 100
+    assert len(mlflow.MlflowClient().get_metric_history(run_.info.run_id, "gan/loss_d")) > 1
 
 
 @pytest.mark.slow
@@ -192,20 +149,64 @@ def test_an_unlabelled_image_folder_runs_and_says_why_classifier_scores_are_skip
 def test_metrics_file_has_finite_scores_next_to_the_floor(project):
     copy, _ = project
     metrics = json.loads((copy / paths.METRICS).read_text())
+    assert list(metrics) == ["gan", "scores", "scores_spread", "scores_floor", "scores_floor_spread", "setup", "notes"]
     for score in ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
                   "density_classifier", "coverage_classifier", "class_entropy_ratio", "is_classifier"):
-        for name in (score, f"{score}_floor"):
-            assert math.isfinite(metrics[name]), name
-    for spread in ("fd_classifier_std", "kid_classifier_std", "precision_classifier_floor_std"):
-        assert math.isfinite(metrics[spread]) and metrics[spread] >= 0, spread
-    assert 0 < metrics["classifier_test_accuracy"] <= 1
-    assert metrics["n_generated"] == TINY["n_samples"] == metrics["n_floor"]
+        for section in ("scores", "scores_floor"):
+            assert math.isfinite(metrics[section][score]), (section, score)
+    for section, spread in (("scores_spread", "fd_classifier"), ("scores_spread", "kid_classifier"),
+                            ("scores_floor_spread", "precision_classifier")):
+        assert math.isfinite(metrics[section][spread]) and metrics[section][spread] >= 0, spread
+    rows = list(csv.DictReader(open(copy / paths.TRAIN_LOG)))
+    assert metrics["gan"]["loss_d"] == pytest.approx(float(rows[-1]["loss_d"]))  # the last logged window
+    assert metrics["gan"]["images_per_second"] > 0
+    assert 0 < metrics["setup"]["classifier_test_accuracy"] <= 1
+    assert metrics["setup"]["n_generated"] == TINY["n_samples"] == metrics["setup"]["n_floor"]
     curve = list(csv.DictReader(open(copy / paths.QUALITY_CURVE)))
     assert [int(row["step"]) for row in curve] == [4, 8]  # 256 images / batch 32 = 8 steps, every 4
     assert all(math.isfinite(float(row["fd_classifier"])) for row in curve)
     data = json.loads((copy / paths.DATA_REPORT).read_text())
     assert data["count"] == TINY["max_train_images"] and data["shape"] == [1, 16, 16]
     assert -1.0 <= data["normalized_min"] < 0 < data["normalized_max"] <= 1.0  # downscaling softens extremes
+
+
+def experiments(copy: Path, env: dict) -> dict[str, dict]:
+    """`dvc exp show --json`: each named experiment's (or commit's) params and metrics."""
+    found = {}
+
+    def collect(node):
+        if isinstance(node, dict):
+            if node.get("name") and isinstance(node.get("data"), dict):
+                found[node["name"]] = node["data"]
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(json.loads(run(["dvc", "exp", "show", "--json"], copy, env)))
+    return found
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_returning_to_earlier_params_restores_every_stage_from_the_run_cache(project):
+    copy, env = project  # trained lr=0.0002 (`dvc repro`), then 0.0001 and 0.0003
+    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
+    runs_before = len(mlflow.search_runs(experiment_names=["dcgan"]))
+    output = run(["dvc", "exp", "run", "--temp", "-n", "back-to-0.0002", "-S", "lr=0.0002"], copy, env)
+    for stage in ("train", "sample", "evaluate"):
+        assert f"Stage '{stage}' is cached - skipping run" in output, output
+    assert "Running stage" not in output, output
+    found = experiments(copy, env)
+    baseline = next(data for name, data in found.items() if name not in ("workspace",) and
+                    data["params"]["params.yaml"]["data"]["lr"] == 0.0002 and name != "back-to-0.0002"
+                    and "fd_classifier" in data.get("metrics", {}).get(str(paths.METRICS), {}).get("data", {}).get(
+                        "scores", {}))
+    restored = found["back-to-0.0002"]["metrics"][str(paths.METRICS)]["data"]
+    assert restored["scores"] == baseline["metrics"][str(paths.METRICS)]["data"]["scores"]
+    # Nothing ran, so MLflow has no new run: the experiment's run is the one that trained these params.
+    assert len(mlflow.search_runs(experiment_names=["dcgan"])) == runs_before
 
 
 @pytest.mark.slow
@@ -232,7 +233,7 @@ def test_killing_dvc_repro_mid_training_and_running_it_again_resumes(tmp_path):
     process = subprocess.Popen(["dvc", "repro"], cwd=copy, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
-    while not list((copy / paths.CHECKPOINTS).glob("*/step_*.pt")):
+    while not list((copy / paths.UNFINISHED_RUNS).glob("*/step_*.pt")):
         assert process.poll() is None and time.monotonic() < deadline, "dvc repro ended before a checkpoint"
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # DVC and the stage at once, as a pre-empted machine
@@ -241,11 +242,68 @@ def test_killing_dvc_repro_mid_training_and_running_it_again_resumes(tmp_path):
     step = int(output.split("resuming from step ")[1].split()[0])
     assert 0 < step < 1600
     assert json.loads(run(["dvc", "status", "--json"], copy, env)) == {}
-    assert math.isfinite(json.loads((copy / paths.METRICS).read_text())["fd_classifier"])
+    assert math.isfinite(json.loads((copy / paths.METRICS).read_text())["scores"]["fd_classifier"])
 
 
 def test_paths_in_the_package_are_the_ones_dvc_yaml_declares():
     dvc_yaml = (ROOT / "dvc.yaml").read_text()
     for name, value in vars(paths).items():
-        if isinstance(value, Path):
+        if isinstance(value, Path) and value != paths.UNFINISHED_RUNS:  # no stage's output, on purpose
             assert f"{value}" in dvc_yaml, f"paths.{name} = {value} is not declared in dvc.yaml"
+    stages = yaml.safe_load(dvc_yaml)["stages"]
+    assert not [out for stage in stages.values() for out in stage.get("outs", []) if isinstance(out, dict)
+                and any(spec.get("persist") for spec in out.values())]  # a persistent output ends run-caching
+
+
+def train_stage_processes(root: Path) -> list:
+    """The train stage's processes whose working directory is under `root` (a queued run's copy is)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            if "stages/train.py" in " ".join(process.info["cmdline"] or []) and \
+                    Path(process.info["cwd"] or "/").is_relative_to(root):
+                found.append(process)
+        except (psutil.Error, ValueError):
+            continue
+    return found
+
+
+def wait_for_queue(copy: Path, env: dict, name: str, states: tuple[str, ...], seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while True:
+        status = run(["dvc", "queue", "status"], copy, env)
+        line = next((line for line in status.splitlines() if name in line), "")
+        if any(state in line for state in states):
+            return line
+        assert time.monotonic() < deadline, f"{name} not {states} after {seconds} s:\n{status}"
+        time.sleep(1)
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_a_queued_experiment_killed_mid_training_resumes_when_queued_again(tmp_path):
+    copy, env = make_project(tmp_path / "project", {**TINY, "epochs": 100, "checkpoint_every": 20})
+    run(["dvc", "exp", "run", "--queue", "-n", "first-try", "-S", "lr=0.0001"], copy, env)
+    run(["dvc", "queue", "start"], copy, env)
+    deadline = time.monotonic() + 600
+    while not list((copy / paths.UNFINISHED_RUNS).glob("*/step_*.pt")):  # under the main root, not the copy
+        assert time.monotonic() < deadline, "the queued run wrote no checkpoint"
+        time.sleep(0.2)
+    workers = train_stage_processes(copy / ".dvc" / "tmp")
+    assert workers, "no train stage running in a queued copy"
+    for process in workers:  # the stage and the `dvc exp exec-run` above it, as on a pre-empted worker
+        runners = [parent for parent in process.parents() if "exec-run" in " ".join(parent.cmdline())]
+        for victim in (process, *runners):
+            victim.kill()
+    wait_for_queue(copy, env, "first-try", ("Failed",), 120)
+    run(["dvc", "exp", "run", "--queue", "-n", "second-try", "-S", "lr=0.0001"], copy, env)
+    run(["dvc", "queue", "start"], copy, env)
+    wait_for_queue(copy, env, "second-try", ("Success",), 900)
+    logs = run(["dvc", "queue", "logs", "second-try"], copy, env)
+    step = int(logs.split("resuming from step ")[1].split()[0])
+    assert 0 < step < 800, logs
+    assert not list((copy / paths.UNFINISHED_RUNS).glob("*/step_*.pt"))  # completed: its folder is gone
+    metrics = experiments(copy, env)["second-try"]["metrics"][str(paths.METRICS)]["data"]
+    assert math.isfinite(metrics["scores"]["fd_classifier"])

@@ -39,7 +39,7 @@ def test_training_logs_checkpoints_and_tracks(workdir):
     for row in rows:
         assert 0 < float(row["d_x"]) < 1 and 0 < float(row["d_g_z_before_d_step"]) < 1
         assert float(row["loss_d"]) > 0 and float(row["loss_g"]) > 0
-    assert sorted(p.name for p in paths.TRAIN_GRIDS.iterdir()) == ["step_0000004.png", "step_0000008.png"]
+    assert sorted(p.name for p in paths.TRAIN_GRIDS.iterdir()) == ["step_0000000.png", "step_0000004.png", "step_0000008.png"]
     assert paths.TRAIN_CURVES.stat().st_size > 0
     snapshots = sorted(paths.SNAPSHOTS.iterdir())
     assert [load_tensors(p)["step"] for p in snapshots] == [5, 8]  # every eval_every steps and the last
@@ -54,9 +54,9 @@ def test_training_logs_checkpoints_and_tracks(workdir):
     run = mlflow.get_run(checkpoint["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["lr"] == str(cfg.lr) and run.data.tags["device"] == "cpu"
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train/d_g_z_after_d_step")
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "gan/d_g_z_after_d_step")
     assert [m.step for m in history] == [3, 6, 8]
-    assert {f"train/{name}" for name in LOGGED} <= set(run.data.metrics)
+    assert {f"gan/{name}" for name in LOGGED} <= set(run.data.metrics)
 
 
 def test_same_params_on_the_cpu_give_the_same_weights(workdir, tmp_path_factory, monkeypatch):

@@ -1,7 +1,8 @@
 """Training checkpoints: written atomically, loaded without unpickling code, checked against params.
 
-An unfinished run lives in its own folder, models/checkpoints/<key>/, which DVC keeps across re-runs
-(`persist: true`): its last `keep_checkpoints` checkpoints, its log and its grids and snapshots so
+An unfinished run lives in its own folder, checkpoints/<key>/ under the main repository root, which
+no DVC stage declares (paths.UNFINISHED_RUNS), so it outlives a failed or killed run, also one of
+`dvc exp run --temp/--queue` in a copy that DVC deletes: its last `keep_checkpoints` checkpoints, its log and its grids and snapshots so
 far. The key is a hash of everything that shapes the result (the params that change the model, the
 data or the optimisation, and the training data's bytes), so `dvc repro` after a crash resumes the
 run, while a run with other params starts fresh and leaves the other's folder alone.
@@ -80,7 +81,7 @@ def file_digest(path: str | Path) -> str:
 
 
 class RunFolder:
-    """models/checkpoints/<key>/ of one unfinished run: checkpoints, log.csv, grids/, snapshots/."""
+    """checkpoints/<key>/ of one unfinished run: checkpoints, log.csv, grids/, snapshots/."""
 
     def __init__(self, root: str | Path, identity: dict):
         self.identity = identity

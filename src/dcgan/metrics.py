@@ -1,35 +1,37 @@
 """The one naming rule for every value a run reports: `<section>/<name>`.
 
-MLflow groups its charts by the part before the first `/`, so the sections order what a GAN
-researcher looks for: the training curves first, then the scores, their spreads and floors.
+MLflow groups its charts into sections by the part before the last `/`, and (in 3.17) orders the
+sections alphabetically. The section names are chosen so that this order is the order a GAN
+researcher reads in: the training first (`gan/`: losses of D and G, D(x), D(G(z))), then the scores
+of the samples, each score's floor and spreads, the scores over training, and the set-up.
 reports/metrics.json holds the same values as nested groups ({"scores": {"fd_classifier": ...}}),
-so `dvc exp show` shows `scores.fd_classifier` and MLflow shows `scores/fd_classifier`.
+so `dvc exp show` shows `scores.fd_classifier` where MLflow shows `scores/fd_classifier`.
 """
 
 from __future__ import annotations
 
-SECTIONS = {
-    "train": "the training: losses of D and G, D's mean outputs, throughput (logged every `log_every` steps)",
-    "scores": "the samples against the real test split",
-    "spread": "the bootstrap standard deviation of each score",
-    "floor": "the same scores for real training images against the test split: the best reachable",
-    "floor_spread": "the bootstrap standard deviation of each floor",
-    "curve": "scores of G's snapshots over training (step = training step)",
-    "eval": "the evaluation's set-up: image counts, the domain classifier's test accuracy",
-    "notes": "why a family of scores is on, off or skipped (text: MLflow tags, not metrics)",
-}
+GAN = "gan"                          # the training: losses, D's mean outputs, throughput (every `log_every` steps)
+SCORES = "scores"                    # the samples against the real test split
+FLOOR = "scores_floor"               # the same scores for real training images: the best reachable
+FLOOR_SPREAD = "scores_floor_spread"  # the bootstrap standard deviation of each floor
+OVER_TRAINING = "scores_over_training"  # G's snapshots over training (step = training step)
+SPREAD = "scores_spread"             # the bootstrap standard deviation of each score
+SETUP = "setup"                      # image counts, the domain classifier's test accuracy
+NOTES = "notes"                      # why a family of scores is on, off or skipped (text: tags in MLflow)
+SECTIONS = (GAN, SCORES, FLOOR, FLOOR_SPREAD, OVER_TRAINING, SPREAD, SETUP, NOTES)
 
-# The training log's values (reports/train/log.csv columns, `train/` in MLflow), in the tutorial's terms:
+# The training log's values (reports/train/log.csv columns, `gan/` in MLflow), in the tutorial's terms:
 # D(x) is D's mean output on real images, D(G(z)) on generated ones, before and after D's update.
 TRAINING = ("loss_d", "loss_g", "d_x", "d_g_z_before_d_step", "d_g_z_after_d_step")
+FIXED_NOISE_GRID = f"{GAN}/fixed_noise_grid"  # an image key: G on the same z all run long
+
+
+def metric_key(section: str, name: str) -> str:
+    assert section in SECTIONS, f"unknown metric section {section!r}"
+    return f"{section}/{name}"
 
 
 def flatten(groups: dict[str, dict]) -> dict[str, float]:
     """{"scores": {"fd_classifier": 1.0}} -> {"scores/fd_classifier": 1.0}: the numbers MLflow takes."""
-    flat = {}
-    for section, values in groups.items():
-        assert section in SECTIONS, f"unknown metric section {section!r}"
-        for name, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                flat[f"{section}/{name}"] = float(value)
-    return flat
+    return {metric_key(section, name): float(value) for section, values in groups.items() for name, value in values.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}

@@ -4,8 +4,8 @@ Data lives on the device as uint8 and batches are index slices of a per-epoch pe
 DataLoader, no decoding, no host-to-device copy per step. Logged values accumulate on the device
 and are read once every `log_every` steps, so the loop never waits on the host.
 
-Nothing is lost on a crash: the run checkpoints into models/checkpoints/<key>/ (see checkpoint.py)
-and `dvc repro` resumes it, bit for bit on a CPU. SIGTERM or Ctrl-C writes a checkpoint and stops; a
+Nothing is lost on a crash: the run checkpoints into checkpoints/<key>/ under the project root (see
+checkpoint.py and paths.UNFINISHED_RUNS) and the same command (`dvc repro`, `dvc exp run`) resumes it, bit for bit on a CPU. SIGTERM or Ctrl-C writes a checkpoint and stops; a
 non-finite loss stops with the last good checkpoint kept. The declared outputs (log, grids,
 snapshots, the final checkpoint) are published from the run folder when training completes.
 """
@@ -34,13 +34,13 @@ from dcgan.distributed import World, join, leave
 from dcgan.errors import ConfigError, UserError
 from dcgan.figures import display_scale, grid_image, save_image, training_curves
 from dcgan.io import atomic_path, load_tensors, progress_bar, save_tensors
-from dcgan.metrics import TRAINING
+from dcgan.metrics import FIXED_NOISE_GRID, GAN, TRAINING, metric_key
 from dcgan.models import build_models, draw_noise, generate, model_spec
 from dcgan.speed import Speed, resolve_speed
 from dcgan.tracking import training_run
 from dcgan.tracking.generator_model import log_generator
 
-LOGGED = TRAINING  # the log.csv columns, `train/<name>` in MLflow
+LOGGED = TRAINING  # the log.csv columns, `gan/<name>` in MLflow
 LOG_HEADER = ["step", "epoch", "images_seen", "seconds", *LOGGED]
 
 
@@ -273,7 +273,7 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
     fixed_noise = draw_noise(64, cfg, device)  # the same z all run long: watch G learn
     running = RunningMeans(len(LOGGED), device, world)
 
-    run = RunFolder(paths.CHECKPOINTS, run_identity(cfg, world))
+    run = RunFolder(paths.unfinished_runs(), run_identity(cfg, world))
     checkpoint = run.latest(model_spec(cfg))
     world.barrier()  # every process has read the run folder before rank 0 may reset it
     first_step, seconds_before, run_id = 0, 0.0, None
@@ -310,7 +310,7 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
         grid = grid_image(fake, scale=display_scale(cfg.image_size))
         save_image(grid, path)
         tracker.log_artifact(path, "train_grids")
-        tracker.log_image(grid, key="train/fixed_noise_grid", step=step)  # a chart with a step slider
+        tracker.log_image(grid, key=FIXED_NOISE_GRID, step=step)  # a chart with a step slider
 
     def snapshot(step: int) -> None:  # G alone, scored later for the quality curve
         save_tensors(run.snapshots / f"step_{step:07d}.pt",
@@ -337,6 +337,8 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
                      mlflow_run_id=tracker.run_id, **gan.state(),
                      resume={"running": running.state(), "seconds": time.perf_counter() - started})
 
+    if world.is_main and checkpoint is None:
+        save_grid(0)  # the untrained G, where the tutorial's progress animation starts too
     batches = epoch_batches(n_images, cfg.batch_size, cfg.seed, first_step, device)
     started = time.perf_counter() - seconds_before
     stop = StopRequest()
@@ -358,7 +360,7 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
                     csv.writer(log_file).writerow([done, epoch, done * cfg.batch_size, round(seconds, 3),
                                                    *(f"{means[name]:.6f}" for name in LOGGED)])
                     log_file.flush()
-                    tracker.log_metrics({f"train/{name}": value for name, value in
+                    tracker.log_metrics({metric_key(GAN, name): value for name, value in
                                          {**means, "epoch": epoch, "images_per_second": done * cfg.batch_size / seconds}.items()},
                                         step=done)
                     progress.set_postfix(loss_d=f"{means['loss_d']:.3f}", loss_g=f"{means['loss_g']:.3f}",
@@ -409,7 +411,7 @@ def publish(run: RunFolder, cfg: Config, gan: GANStep, sampled_generator: torch.
     training_curves(paths.TRAIN_LOG, paths.TRAIN_CURVES)
     tracker.log_artifact(paths.TRAIN_CURVES, "figures")
     rows = list(csv.DictReader(open(paths.TRAIN_LOG)))
-    tracker.log_metrics({"train/seconds": float(rows[-1]["seconds"]) if rows else math.nan}, step=total_steps)
+    tracker.log_metrics({metric_key(GAN, "seconds"): float(rows[-1]["seconds"]) if rows else math.nan}, step=total_steps)
     tracker.upload("the generator model", lambda: log_generator(sampled_generator, cfg, tracker.run_id))
     tracker.finish("FINISHED")
     run.remove()

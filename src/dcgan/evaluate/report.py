@@ -11,7 +11,7 @@ from dcgan.data.datasets import DATASETS
 from dcgan.evaluate.curve import COLUMNS
 from dcgan.evaluate.scores import evaluate
 from dcgan.io import write_csv, write_json
-from dcgan.metrics import TRAINING
+from dcgan.metrics import FLOOR, GAN, NOTES, SCORES, SETUP, SPREAD, TRAINING
 from dcgan.tracking import continued_run, log_evaluation
 
 SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
@@ -20,7 +20,7 @@ SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_clas
 
 
 def training_summary(log_csv=paths.TRAIN_LOG) -> dict[str, float]:
-    """The `train` section of metrics.json: the last logged window of the training log, and its pace."""
+    """The `gan` section of metrics.json: the last logged window of the training log, and its pace."""
     rows = list(csv.DictReader(open(log_csv)))
     if not rows:
         return {}
@@ -33,10 +33,10 @@ def training_summary(log_csv=paths.TRAIN_LOG) -> dict[str, float]:
 def run_evaluation(cfg: Config) -> dict[str, dict]:
     with continued_run(paths.SAMPLE_MLFLOW_RUN, cfg) as run:
         metrics, shares, curve = evaluate(cfg)
-        metrics = {"train": training_summary(), **metrics}
+        metrics = {GAN: training_summary(), **metrics}
         classifier = json.loads(paths.CLASSIFIER_REPORT.read_text())
         if "classifier_test_accuracy" in classifier:
-            metrics["eval"]["classifier_test_accuracy"] = classifier["classifier_test_accuracy"]
+            metrics[SETUP]["classifier_test_accuracy"] = classifier["classifier_test_accuracy"]
         write_json(paths.METRICS, metrics)
         write_csv(paths.QUALITY_CURVE, curve, COLUMNS)
         if shares is not None:
@@ -44,19 +44,19 @@ def run_evaluation(cfg: Config) -> dict[str, dict]:
             figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE)
         else:
             for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
-                figures.notice(metrics["notes"]["classifier_scores"], path)
+                figures.notice(metrics[NOTES]["classifier_scores"], path)
         log_evaluation(run, cfg, metrics, curve)
     print_scores(metrics)
     return metrics
 
 
 def print_scores(metrics: dict[str, dict]) -> None:
-    scores, spread, floor = metrics["scores"], metrics["spread"], metrics["floor"]
-    print(f"scores of {metrics['eval']['n_generated']} samples (lower is better for fd and kid):")
+    scores, spread, floor = metrics[SCORES], metrics[SPREAD], metrics[FLOOR]
+    print(f"scores of {metrics[SETUP]['n_generated']} samples (lower is better for fd and kid):")
     shown = [name for name in SHOWN if name in scores]
     for name in shown:
         spread_text = f" ± {spread[name]:.3g}" if name in spread else ""
-        print(f"  scores.{name}: {scores[name]:.4g}{spread_text}   real-vs-real floor: {floor[name]:.4g}")
+        print(f"  {SCORES}.{name}: {scores[name]:.4g}{spread_text}   real-vs-real floor: {floor[name]:.4g}")
     if not shown:
-        notes = metrics["notes"]
+        notes = metrics[NOTES]
         print(f"  none: classifier scores {notes['classifier_scores']}; Inception scores {notes['inception']}")

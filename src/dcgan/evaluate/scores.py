@@ -18,6 +18,7 @@ from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, ker
 from dcgan.evaluate.inception import inception_features, load_inception
 from dcgan.evaluate.manifold import manifold_scores, real_radii
 from dcgan.io import load_tensors, progress_bar
+from dcgan.metrics import FLOOR, FLOOR_SPREAD, NOTES, SCORES, SETUP, SPREAD
 from dcgan.train import pick_device
 
 
@@ -61,15 +62,15 @@ def _sections(generated: dict, floor: dict) -> dict[str, dict]:
     def split(scores: dict, spread: bool) -> dict:
         return {name.removesuffix("_std"): value for name, value in scores.items() if name.endswith("_std") == spread}
 
-    return {"scores": split(generated, False), "spread": split(generated, True),
-            "floor": split(floor, False), "floor_spread": split(floor, True)}
+    return {SCORES: split(generated, False), SPREAD: split(generated, True), FLOOR: split(floor, False),
+            FLOOR_SPREAD: split(floor, True)}
 
 
 def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
     """Scores of the generated samples against the real test split, beside the real-vs-real floor;
     the class shares of generated, real-train and real-test images (for the histogram); and the
     quality curve of the snapshots kept during training. The metrics come in the sections of
-    dcgan.metrics (scores, spread, floor, floor_spread, eval, notes). Without labels there is no domain
+    dcgan.metrics. Without labels there is no domain
     classifier: its scores, the shares and the curve are skipped, and the metrics say why."""
     samples = load_tensors(paths.SAMPLES)["images"]
     test = load_tensors(paths.EVAL_TEST_DATA)
@@ -114,4 +115,4 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
         generated.update(distance_scores(features["generated"], features["test"], "inception", cfg, radii))
         floor.update(distance_scores(features["real"], features["test"], "inception", cfg, radii))
     counts.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(pick)})
-    return {**_sections(generated, floor), "eval": counts, "notes": notes}, shares, curve
+    return {**_sections(generated, floor), SETUP: counts, NOTES: notes}, shares, curve

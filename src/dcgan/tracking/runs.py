@@ -15,7 +15,7 @@ from dcgan import paths
 from dcgan.config import Config
 from dcgan.errors import UserError
 from dcgan.io import write_json
-from dcgan.metrics import flatten
+from dcgan.metrics import FLOOR, GAN, NOTES, OVER_TRAINING, SCORES, SPREAD, flatten, metric_key
 from dcgan.tracking import lineage
 from dcgan.tracking.run_logger import RunLogger
 from dcgan.tracking.store import EXPERIMENT, brief, connect, experiment_id, tracking_uri
@@ -121,27 +121,28 @@ def log_samples(run, figures_folder: Path, step: int) -> None:
     mlflow.log_artifacts(str(figures_folder), "samples")
     for key, name in (("samples/grid", "grid.png"), ("samples/real_vs_fake", "real_vs_fake.png")):
         with Image.open(figures_folder / name) as image:
-            mlflow.log_image(image.convert("RGB"), key=key, step=step)
+            mlflow.log_image(image.convert("RGB"), key=key, step=step, synchronous=True)
 
 
 def log_evaluation(run, cfg: Config, metrics: dict[str, dict], curve: list[dict]) -> None:
-    """The evaluate stage's results: every score as `<section>/<name>`, the quality curve as metric
+    """The evaluate stage's results: every score as `<section>/<name>` (the training's `gan/` values are
+    there already, as histories), the quality curve as metric
     histories (so the compare view overlays runs), the evaluation data set, the figures and a
     description with the headline scores."""
     import mlflow
 
     from dcgan.evaluate.curve import COLUMNS
 
-    numbers = flatten({section: values for section, values in metrics.items() if section != "train"})
+    numbers = flatten({section: values for section, values in metrics.items() if section != GAN})
     mlflow.log_metrics(numbers)
-    for name, note in metrics["notes"].items():
+    for name, note in metrics[NOTES].items():
         mlflow.set_tag(name, note)
     for row in curve:
-        mlflow.log_metrics({f"curve/{name}": row[name] for name in COLUMNS[3:]}, step=row["step"])
+        mlflow.log_metrics({metric_key(OVER_TRAINING, name): row[name] for name in COLUMNS[3:]}, step=row["step"])
     mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=lineage.dataset_inputs(cfg, lineage.EVALUATION_DATA))
     for path in (paths.METRICS, paths.QUALITY_CURVE):
         mlflow.log_artifact(str(path))
     for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
         mlflow.log_artifact(str(path), "figures")
-    headline = lineage.headline(metrics["scores"], metrics["spread"], metrics["floor"])
+    headline = lineage.headline(metrics[SCORES], metrics[SPREAD], metrics[FLOOR])
     mlflow.set_tag("mlflow.note.content", lineage.describe(lineage.baseline_changes(cfg.model_dump()), headline))

@@ -8,7 +8,8 @@ DVC_ROOT to the main repository there too, so every run lands in the same store.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from dcgan.paths import project_root
 
 EXPERIMENT = "dcgan"
 
@@ -19,17 +20,6 @@ EXPERIMENT = "dcgan"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 RUNS_VIEW = "runs?workflowType=machine_learning"
-
-
-def project_root() -> Path:
-    """The main repository root: DVC_ROOT under DVC (also in exp clones), else the nearest .dvc/."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".dvc").is_dir():
-            return folder
-    return here
 
 
 def local_store_uri() -> str:
