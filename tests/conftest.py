@@ -1,9 +1,12 @@
 import gzip
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +62,28 @@ def tiny_mirror(tmp_path):
 requires_fashion_mnist = pytest.mark.skipif(
     not DEBIAN_MIRROR.is_dir(),
     reason="needs Debian's dataset-fashion-mnist (the setup installs it: apt-get install dataset-fashion-mnist)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(server: subprocess.Popen, url: str, what: str, deadline: float) -> None:
+    """Poll `url` until it answers; fail, with what the server wrote to a piped stderr, if `server`
+    exits first or time.monotonic() passes `deadline`."""
+    while True:
+        if server.poll() is not None:
+            errors = server.stderr.read() if server.stderr else ""
+            errors = errors.decode() if isinstance(errors, bytes) else errors
+            raise AssertionError(f"{what} exited:\n{errors[-3000:]}")
+        assert time.monotonic() < deadline, f"{what} did not answer {url} in time"
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
 
 
 # The end-to-end tests' project: a copy of this one with tiny params, in its own git repository.

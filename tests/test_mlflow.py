@@ -3,7 +3,6 @@ it saw, where it came from and what it changed, and the experiment marked as mod
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY, requires_fashion_mnist
+from conftest import TINY, free_port, requires_fashion_mnist, wait_for_http
 from dcgan import paths
 from dcgan.config import load_config
 from dcgan.data.normalize import denormalize
@@ -54,12 +53,6 @@ def test_the_logged_generator_draws_the_sample_stages_images(project):
     assert model.name == "generator" and model.status == "READY"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_models_serve_answers_latent_vectors_with_images(project):
     copy, env = project
     run = workspace_run(copy)
@@ -71,15 +64,7 @@ def test_mlflow_models_serve_answers_latent_vectors_with_images(project):
                                "--port", str(port)], cwd=copy, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, f"mlflow models serve exited:\n{server.stderr.read().decode()[-3000:]}"
-            assert time.monotonic() < deadline, "mlflow models serve did not answer /ping within 120 s"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_for_http(server, f"http://127.0.0.1:{port}/ping", "mlflow models serve", time.monotonic() + 120)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
                                          data=json.dumps({"inputs": latents[:5].tolist()}).encode(),
                                          headers={"Content-Type": "application/json"})

@@ -45,7 +45,9 @@ def test_dvc_exp_show_lists_both_learning_rates_and_scores(project):
 @requires_fashion_mnist
 def test_the_readmes_commands_work_as_typed_after_activating_the_venv(project):
     copy, env = project
-    shown = in_users_shell("dvc exp show --only-changed --no-pager && dvc metrics diff && mlflow --version", copy, env)
+    # COLUMNS: a terminal wide enough for the table (rich cuts the experiment names in a narrow one)
+    shown = in_users_shell("COLUMNS=250 dvc exp show --only-changed --no-pager && dvc metrics diff && mlflow --version",
+                           copy, env)
     assert "lower-lr" in shown and "mlflow, version" in shown
 
 

@@ -79,7 +79,9 @@ def test_ema_of_g_is_checkpointed_and_is_what_sampling_uses(workdir):
     ema, raw = checkpoint["generator_ema"], checkpoint["generator"]
     assert ema.keys() == raw.keys()
     assert not torch.equal(ema["main.0.weight"], raw["main.0.weight"])  # an average lags the last weights
-    sampled = load_generator(cfg, torch.device("cpu")).state_dict()
+    generator, trained_steps = load_generator(cfg, torch.device("cpu"))
+    sampled = generator.state_dict()
+    assert trained_steps == checkpoint["step"]
     assert all(torch.equal(sampled[name], ema[name]) for name in ema)
     snapshot = load_tensors(sorted(paths.SNAPSHOTS.iterdir())[-1])["generator"]
     assert torch.equal(snapshot["main.0.weight"], ema["main.0.weight"])

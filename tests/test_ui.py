@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import ROOT, requires_fashion_mnist
+from conftest import ROOT, free_port, requires_fashion_mnist, wait_for_http
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -31,12 +30,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium; "
                                                            "scripts/setup.sh installs it as root)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +52,7 @@ def ui(request):
             printed += server.stdout.readline()
         url = re.search(r"open (\S+)", printed).group(1)
         base = f"http://127.0.0.1:{port}"
-        while True:
-            assert server.poll() is None, "mlflow ui exited"
-            assert time.monotonic() < deadline, "mlflow ui did not answer /health within 120 s"
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_for_http(server, f"{base}/health", "mlflow ui", deadline)
         yield url, base, copy
     finally:  # stopped even when an assertion fails
         os.killpg(server.pid, 9)

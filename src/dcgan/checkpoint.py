@@ -2,8 +2,8 @@
 
 An unfinished run lives in its own folder, checkpoints/<key>/ under the main repository root, which
 no DVC stage declares (paths.UNFINISHED_RUNS), so it outlives a failed or killed run, also one of
-`dvc exp run --temp/--queue` in a copy that DVC deletes: its last `keep_checkpoints` checkpoints, its log and its grids and snapshots so
-far. The key is a hash of everything that shapes the result (the params that change the model, the
+`dvc exp run --temp/--queue` in a copy that DVC deletes: its last `keep_checkpoints` checkpoints,
+its log and its grids and snapshots so far. The key is a hash of everything that shapes the result (the params that change the model, the
 data or the optimisation, and the training data's bytes), so `dvc repro` after a crash resumes the
 run, while a run with other params starts fresh and leaves the other's folder alone.
 """

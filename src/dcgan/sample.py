@@ -16,12 +16,13 @@ from dcgan.train import pick_device
 BATCH = 500
 
 
-def load_generator(cfg: Config, device: torch.device) -> torch.nn.Module:
-    """The trained G: the moving average of its weights when training kept one (ema_decay > 0)."""
+def load_generator(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """The trained G (the moving average of its weights when training kept one, ema_decay > 0), and
+    the training step it was saved at."""
     checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
     generator = build_generator(cfg)
     generator.load_state_dict(checkpoint["generator_ema"] or checkpoint["generator"])
-    return generator.to(device).eval()
+    return generator.to(device).eval(), checkpoint["step"]
 
 
 def generate_images(generator: torch.nn.Module, count: int, cfg: Config, noise_rng: torch.Generator,
@@ -53,7 +54,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def sample(cfg: Config) -> int:
     """Samples and figures of the trained G; returns the training step it was saved at."""
     device = pick_device(cfg.device)
-    generator = load_generator(cfg, device)
+    generator, trained_steps = load_generator(cfg, device)
     noise_rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)  # independent of training's RNG
 
     samples = generate_images(generator, cfg.n_samples, cfg, noise_rng, device)
@@ -76,4 +77,4 @@ def sample(cfg: Config) -> int:
     grids = sorted(paths.TRAIN_GRIDS.glob("step_*.png"))
     progress_gif(grids, out / "progress.gif")
     print(f"{cfg.n_samples} samples -> {paths.SAMPLES}; figures -> {out}/")
-    return load_tensors(paths.CHECKPOINT)["step"]
+    return trained_steps

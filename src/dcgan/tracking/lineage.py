@@ -6,6 +6,7 @@ These fill the runs table's Source, Dataset and Description in MLflow, with MLfl
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -35,11 +36,17 @@ def run_name(commit: str) -> str:
     return experiment_name() or f"workspace-{commit[:7]}"
 
 
-def source_tags(commit: str) -> dict[str, str]:
-    """MLflow's standard source tags (mlflow/utils/mlflow_tags.py), and the DVC experiment's names."""
+def baseline_rev() -> str:
+    """The commit a DVC experiment started from; HEAD's for a plain `dvc repro`."""
+    return os.environ.get("DVC_EXP_BASELINE_REV") or git_commit()
+
+
+def source_tags(commit: str, source: str) -> dict[str, str]:
+    """MLflow's standard source tags (mlflow/utils/mlflow_tags.py), and the DVC experiment's names.
+    `source`: what started the run (the stage script, or dvc.yaml for a run derived from another)."""
     tags = {
         "mlflow.source.type": "LOCAL",
-        "mlflow.source.name": "dvc.yaml",  # the pipeline; the stage that logged is in each tag below
+        "mlflow.source.name": source,
         "mlflow.source.git.commit": commit,
         "git_commit": commit,
         "dvc_exp_name": experiment_name() or "(workspace)",
@@ -54,10 +61,8 @@ def source_tags(commit: str) -> dict[str, str]:
     return tags
 
 
-def baseline_changes(params: dict) -> list[tuple[str, object, object]]:
-    """(key, baseline value, this run's value) for each param that differs from the baseline commit's
-    params.yaml: the commit a DVC experiment started from, or HEAD for a plain `dvc repro`."""
-    rev = os.environ.get("DVC_EXP_BASELINE_REV") or "HEAD"
+def baseline_changes(params: dict, rev: str) -> list[tuple[str, object, object]]:
+    """(key, baseline value, this run's value) for each param that differs from params.yaml at `rev`."""
     text = git("show", f"{rev}:params.yaml")
     if text is None:
         return []
@@ -66,10 +71,12 @@ def baseline_changes(params: dict) -> list[tuple[str, object, object]]:
             if key in baseline and baseline[key] != value]
 
 
-def describe(changes: list[tuple[str, object, object]], headline: str = "") -> str:
-    """The run's description (the `mlflow.note.content` tag, shown as Description)."""
+def describe(cfg: Config, headline: str = "") -> str:
+    """The run's description (the `mlflow.note.content` tag, shown as Description): what the run
+    changed against its baseline commit's params.yaml, then `headline`."""
     name = experiment_name()
-    rev = os.environ.get("DVC_EXP_BASELINE_REV") or git_commit()
+    rev = baseline_rev()
+    changes = baseline_changes(cfg.model_dump(), rev)
     what = f"DVC experiment `{name}`" if name else "`dvc repro` in the workspace"
     if changes:
         changed = "; ".join(f"`{key}`: {old} → {new}" for key, old, new in changes)
@@ -99,8 +106,6 @@ def file_md5(path: str | Path) -> str:
 def dataset_entity(cfg: Config, path: Path):
     """One of the pipeline's data files as an MLflow dataset: the data set and split (the file's stem:
     train or test), the digest DVC records for it, and the file it came from."""
-    import json
-
     from mlflow.entities import Dataset
 
     return Dataset(name=f"{cfg.dataset}-{path.stem}", digest=file_md5(path), source_type="local",

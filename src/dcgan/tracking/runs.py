@@ -40,8 +40,7 @@ def training_run(cfg: Config, device: str, run_file: str | Path, resume_run_id: 
             client.update_run(resume_run_id, status="RUNNING")
         else:
             commit = lineage.git_commit()
-            tags = {**lineage.source_tags(commit), "mlflow.source.name": "stages/train.py",
-                    "mlflow.note.content": lineage.describe(lineage.baseline_changes(cfg.model_dump())),
+            tags = {**lineage.source_tags(commit, "stages/train.py"), "mlflow.note.content": lineage.describe(cfg),
                     "device": device, "torch_version": torch.__version__}
             run = client.create_run(experiment_id(mlflow), run_name=lineage.run_name(commit), tags=tags)
     except Exception as exc:
@@ -66,9 +65,9 @@ def _derived_run(mlflow, base, cfg: Config, differing: list[str]):
     client = mlflow.MlflowClient()
     commit = lineage.git_commit()
     tags = {key: value for key, value in base.data.tags.items() if not key.startswith("mlflow.")}
-    tags.update(lineage.source_tags(commit))
+    tags.update(lineage.source_tags(commit, "dvc.yaml"))  # sample or evaluate, after DVC reused train's results
     tags.update({"derived_from_run": base.info.run_id, "changed_params": ", ".join(differing),
-                 "mlflow.note.content": lineage.describe(lineage.baseline_changes(cfg.model_dump()))})
+                 "mlflow.note.content": lineage.describe(cfg)})
     run = mlflow.start_run(experiment_id=base.info.experiment_id, run_name=lineage.run_name(commit), tags=tags)
     mlflow.log_params({**base.data.params, **{key: str(value) for key, value in cfg.flat().items()}})
     for key in base.data.metrics:  # the training curves, so that the compare view shows them here too
@@ -126,9 +125,8 @@ def log_samples(run, figures_folder: Path, step: int) -> None:
 
 def log_evaluation(run, cfg: Config, metrics: dict[str, dict], curve: list[dict]) -> None:
     """The evaluate stage's results: every score as `<section>/<name>` (the training's `gan/` values are
-    there already, as histories), the quality curve as metric
-    histories (so the compare view overlays runs), the evaluation data set, the figures and a
-    description with the headline scores."""
+    there already, as histories), the quality curve as metric histories (so the compare view
+    overlays runs), the evaluation data set, the figures and a description with the headline scores."""
     import mlflow
 
     from dcgan.evaluate.curve import COLUMNS
@@ -145,4 +143,4 @@ def log_evaluation(run, cfg: Config, metrics: dict[str, dict], curve: list[dict]
     for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
         mlflow.log_artifact(str(path), "figures")
     headline = lineage.headline(metrics[SCORES], metrics[SPREAD], metrics[FLOOR])
-    mlflow.set_tag("mlflow.note.content", lineage.describe(lineage.baseline_changes(cfg.model_dump()), headline))
+    mlflow.set_tag("mlflow.note.content", lineage.describe(cfg, headline))
