@@ -42,8 +42,8 @@ from dcgan.data.normalize import normalize  # noqa: E402
 from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.io import write_json  # noqa: E402
 from dcgan.models import build_models, draw_noise  # noqa: E402
-from dcgan.speed import Speed  # noqa: E402
-from dcgan.train import GANStep, epoch_batches, pick_device  # noqa: E402
+from dcgan.speed import Speed, pick_device  # noqa: E402
+from dcgan.train import GANStep, epoch_batches  # noqa: E402
 
 MIRROR = "/usr/share/datasets/fashion-mnist"
 MB = 1024 * 1024

@@ -9,10 +9,14 @@ from conftest import make_config
 from dcgan import paths
 from dcgan.errors import ConfigError
 from dcgan.models import build_models
-from dcgan.speed import Speed, resolve_speed
-from dcgan.train import LOGGED, GANStep, RunningMeans, epoch_batches, train
+from dcgan import speed as speed_module
+from dcgan.speed import Cpu, Speed, has_bf16_units, resolve_speed
+from dcgan.train import LOGGED, GANStep, RunningMeans, epoch_batches, speed_of_resumed_run, train
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# bf16 where it runs fast: a CUDA GPU with bf16, or a CPU with bf16 units (amx_bf16, avx512_bf16).
+BF16_DEVICES = [pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+                    not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()), reason="needs a CUDA GPU with bf16")]),
+                pytest.param("cpu", marks=pytest.mark.skipif(not has_bf16_units(), reason="needs a CPU with bf16 units"))]
 SMALL = dict(image_size=32, nz=16, ngf=8, ndf=8, batch_size=16)
 
 
@@ -50,13 +54,15 @@ def test_compiled_steps_match_eager_steps_in_fp32():
     assert_close(eager, compiled, atol=1e-4)
 
 
-@requires_cuda
-def test_on_cuda_the_full_fast_path_stays_near_fp32():
-    eager, eager_logged = run_steps(Speed(), device="cuda")
-    fast, fast_logged = run_steps(Speed(channels_last=True, fused_adam=True, cudnn_benchmark=True, amp=True),
-                                  device="cuda")
+@pytest.mark.parametrize("device", BF16_DEVICES)
+def test_bf16_steps_stay_near_fp32(device):
+    eager, eager_logged = run_steps(Speed(), device=device)
+    fast, fast_logged = run_steps(Speed(channels_last=True, fused_adam=True, cudnn_benchmark=device == "cuda",
+                                        amp=True), device=device)
     assert_close(eager, fast, atol=5e-3)  # bf16 rounds the activations; three small steps stay close
     assert torch.allclose(torch.stack(eager_logged), torch.stack(fast_logged), atol=5e-2)
+    changed = max((fast[name] - before).abs().max().item() for name, before in run_steps(Speed(), steps=0)[0].items())
+    assert changed > 1e-4  # the steps did move the weights: "close" is not "untouched"
 
 
 def test_the_sampler_visits_every_image_once_per_epoch():
@@ -115,11 +121,71 @@ def test_logging_every_k_steps_reports_the_means_of_logging_every_step(tmp_path,
 
 
 def test_switches_a_cpu_cannot_use_are_refused_with_a_reason():
-    with pytest.raises(ConfigError, match="`amp` = 'on' needs a CUDA device with bf16.*10-70x slower"):
-        resolve_speed(make_config(amp="on"), torch.device("cpu"))
     with pytest.raises(ConfigError, match="`cudnn_benchmark` = 'on' needs a CUDA device"):
         resolve_speed(make_config(cudnn_benchmark="on"), torch.device("cpu"))
-    auto = resolve_speed(make_config(), torch.device("cpu"))
-    assert auto == Speed(channels_last=True, fused_adam=True)  # what was measured to pay off on a CPU
-    assert resolve_speed(make_config(channels_last="on", fused_adam="on"), torch.device("cpu")) == \
+    assert resolve_speed(make_config(channels_last="on", fused_adam="on", amp="off"), torch.device("cpu")) == \
         Speed(channels_last=True, fused_adam=True)
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch, tmp_path):
+    """A CPU with the given flags, whose probe reports the given images/s per variant (and counts calls)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    measured = []
+
+    def make(flags, speeds):
+        monkeypatch.setattr(speed_module, "cpu", lambda: Cpu("Test CPU", frozenset(flags)))
+
+        def images_per_second(cfg, speed):
+            name = speed_module._variant_name({"amp": speed.amp, "channels_last": speed.channels_last})
+            measured.append(name)
+            return speeds[name]
+
+        monkeypatch.setattr(speed_module, "_images_per_second", images_per_second)
+        return measured
+    return make
+
+
+def test_auto_bf16_on_a_cpu_follows_the_measurement_where_the_cpu_has_bf16_units(fake_cpu):
+    measured = fake_cpu({"avx512f", "avx512_bf16"}, {"fp32": 100.0, "channels_last": 104.0, "amp": 150.0})
+    chosen = resolve_speed(make_config(), torch.device("cpu"))
+    assert chosen == Speed(channels_last=False, fused_adam=True, amp=True)  # 1.04x is noise; 1.5x pays
+    assert "avx512_bf16" in chosen.reasons["amp"] and "150 vs 100 images/s" in chosen.reasons["amp"]
+    assert "under the 1.10x" in chosen.reasons["channels_last"]
+    assert chosen.as_params()["amp_effective"] is True and "amp_reason" in chosen.as_params()
+    assert sorted(measured) == ["amp", "channels_last", "fp32"]
+    again = resolve_speed(make_config(), torch.device("cpu"))  # the verdict is cached for this machine
+    assert again == chosen and len(measured) == 3 and "measured earlier" in again.reasons["amp"]
+    measured_slow = fake_cpu({"amx_bf16"}, {"fp32": 100.0, "channels_last": 130.0, "amp": 60.0})
+    slow = resolve_speed(make_config(image_size=32), torch.device("cpu"))  # another shape: measured anew
+    assert slow == Speed(channels_last=True, fused_adam=True, amp=False) and len(measured_slow) == 6
+
+
+def test_auto_bf16_is_off_without_bf16_units_and_on_is_allowed_with_a_warning(fake_cpu):
+    measured = fake_cpu({"avx2", "fma"}, {"fp32": 100.0, "channels_last": 120.0})
+    chosen = resolve_speed(make_config(), torch.device("cpu"))
+    assert chosen == Speed(channels_last=True, fused_adam=True, amp=False)
+    assert "no bf16 units" in chosen.reasons["amp"] and "amp" not in measured  # never measured: it would crawl
+    with pytest.warns(UserWarning, match="without bf16 units.*slower than fp32"):
+        forced = resolve_speed(make_config(amp="on"), torch.device("cpu"))
+    assert forced.amp
+
+
+def test_the_probe_measures_real_steps_and_leaves_the_run_random_stream_alone(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(speed_module, "cpu", lambda: Cpu("Test CPU", frozenset({"avx512_bf16"})))
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    speeds, cached = speed_module.probe_speeds(make_config(**SMALL), ["channels_last", "amp"], {"fused_adam": True})
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not cached and set(speeds) == {"fp32", "channels_last", "amp"} and all(v > 0 for v in speeds.values())
+    assert speed_module.probe_speeds(make_config(**SMALL), ["channels_last", "amp"], {"fused_adam": True}) == (speeds, True)
+
+
+def test_a_resumed_run_keeps_the_auto_switches_it_started_with():
+    now = Speed(channels_last=True, fused_adam=True, amp=False)
+    before = {"device": "cpu", "speed": {**now.switches(), "amp": True, "channels_last": False}}
+    resumed = speed_of_resumed_run(make_config(channels_last="on"), now, before, torch.device("cpu"))
+    assert resumed == Speed(channels_last=True, fused_adam=True, amp=True)  # `on` is the user's; auto as before
+    assert resumed.reasons["amp"] == "as before the run's stop"
+    assert speed_of_resumed_run(make_config(), now, {**before, "device": "cuda"}, torch.device("cpu")) == now

@@ -18,7 +18,6 @@ import shutil
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
 from typing import Iterator
 
 import torch
@@ -36,7 +35,7 @@ from dcgan.figures import display_scale, grid_image, save_image, training_curves
 from dcgan.io import atomic_path, load_tensors, progress_bar, save_tensors
 from dcgan.metrics import FIXED_NOISE_GRID, GAN, TRAINING, metric_key
 from dcgan.models import build_models, draw_noise, generate, model_spec
-from dcgan.speed import Speed, resolve_speed
+from dcgan.speed import SWITCHES, Speed, pick_device, resolve_speed
 from dcgan.tracking import training_run
 from dcgan.tracking.generator_model import log_generator
 
@@ -54,23 +53,6 @@ class TrainingStopped(UserError):
 
 class TrainingDiverged(UserError):
     """A non-finite loss: the last good checkpoint is kept, the MLflow run is marked FAILED."""
-
-
-def pick_device(requested: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then the CPU, and says which."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            requested = "cuda"
-        elif torch.backends.mps.is_available():
-            requested = "mps"
-        else:
-            requested = "cpu"
-        print(f"device: auto -> {requested}")
-    elif requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("`device` = 'cuda' but PyTorch sees no CUDA device. Use `device: auto` or `cpu`.")
-    elif requested == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("`device` = 'mps' but PyTorch sees no MPS device. Use `device: auto` or `cpu`.")
-    return torch.device(requested)
 
 
 class GANStep:
@@ -122,18 +104,28 @@ class GANStep:
         with autocast:
             fake = self.g_forward(noise)
 
-        # (1) D step: maximize log D(x) + log(1 - D(G(z))), real and fake in separate batches
-        # (as the tutorial: two backward passes, whose gradients add up).
+        # (1) D step: maximize log D(x) + log(1 - D(G(z))), real and fake in separate batches as in
+        # the tutorial (one mixed batch would change BatchNorm's statistics), one backward of the sum.
         self.opt_d.zero_grad(set_to_none=True)
-        with self.d_local():
+        if isinstance(self.d_net, DistributedDataParallel):
+            # DDP all-reduces in backward: the real half's gradients stay local, and the fake half's
+            # backward all-reduces their sum once.
+            with self.d_local():
+                with autocast:
+                    d_real_logits = self.d_forward(real).float()
+                loss_d_real = bce(d_real_logits, self.real_target_d)
+                loss_d_real.backward()
+            with autocast:
+                d_fake_logits = self.d_forward(fake.detach()).float()
+            loss_d_fake = bce(d_fake_logits, self.fake_target)
+            loss_d_fake.backward()
+        else:
             with autocast:
                 d_real_logits = self.d_forward(real).float()
+                d_fake_logits = self.d_forward(fake.detach()).float()
             loss_d_real = bce(d_real_logits, self.real_target_d)
-            loss_d_real.backward()
-        with autocast:
-            d_fake_logits = self.d_forward(fake.detach()).float()
-        loss_d_fake = bce(d_fake_logits, self.fake_target)
-        loss_d_fake.backward()
+            loss_d_fake = bce(d_fake_logits, self.fake_target)
+            (loss_d_real + loss_d_fake).backward()
         self.opt_d.step()
 
         # (2) G step: maximize log D(G(z)) (the non-saturating loss), against the updated D.
@@ -247,6 +239,20 @@ def run_identity(cfg: Config, world: World) -> dict:
     return {**params, "processes": world.size, "train_data_sha256": file_digest(paths.TRAIN_DATA)}
 
 
+def speed_of_resumed_run(cfg: Config, speed: Speed, resume: dict, device: torch.device) -> Speed:
+    """The switches left on `auto` take the value the run had before its stop (a probe could decide
+    otherwise now, and bf16 or not changes the numbers); switches set on or off are the user's."""
+    before = resume.get("speed")
+    if before is None or resume.get("device") != device.type:
+        return speed
+    chosen, reasons = speed.switches(), dict(speed.reasons)
+    for name in SWITCHES:
+        if getattr(cfg, name) == "auto":
+            chosen[name] = before[name]
+            reasons[name] = "as before the run's stop"
+    return Speed(**chosen, reasons=reasons)
+
+
 def train(cfg: Config) -> None:
     device = pick_device(cfg.device)
     world, device = join(device)
@@ -257,7 +263,13 @@ def train(cfg: Config) -> None:
 
 
 def _train(cfg: Config, device: torch.device, world: World) -> None:
-    speed = resolve_speed(cfg, device)  # refuses impossible switches before any work
+    run = RunFolder(paths.unfinished_runs(), run_identity(cfg, world))
+    checkpoint = run.latest(model_spec(cfg))
+    world.barrier()  # every process has read the run folder before rank 0 may reset it
+    # Refuses impossible switches before any work; a resumed run keeps the switches it ran with.
+    speed = resolve_speed(cfg, device, probe=world.size == 1 and checkpoint is None)
+    if checkpoint is not None:
+        speed = speed_of_resumed_run(cfg, speed, checkpoint["resume"], device)
     torch.manual_seed(cfg.seed)  # the same on every process: they draw the same global noise
 
     images = load_tensors(paths.TRAIN_DATA)["images"].to(device)  # uint8, resident for the whole run
@@ -273,9 +285,6 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
     fixed_noise = draw_noise(64, cfg, device)  # the same z all run long: watch G learn
     running = RunningMeans(len(LOGGED), device, world)
 
-    run = RunFolder(paths.unfinished_runs(), run_identity(cfg, world))
-    checkpoint = run.latest(model_spec(cfg))
-    world.barrier()  # every process has read the run folder before rank 0 may reset it
     first_step, seconds_before, run_id = 0, 0.0, None
     if checkpoint is not None:
         gan.load(checkpoint)
@@ -285,7 +294,7 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
             torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])
         first_step, seconds_before, run_id = checkpoint["step"], checkpoint["resume"]["seconds"], checkpoint["mlflow_run_id"]
     if world.is_main:
-        print("fast path: " + ", ".join(f"{name} {'on' if on else 'off'}" for name, on in asdict(speed).items()))
+        print(f"fast path on {device}:\n{speed.describe()}", flush=True)
         if world.size > 1:
             print(f"data parallel: {world.size} processes, {cfg.batch_size // world.size} images each per step "
                   f"(global batch {cfg.batch_size})")
@@ -335,7 +344,8 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
         if world.is_main:
             run.save(step, cfg.keep_checkpoints, spec=model_spec(cfg), epoch=step // steps_per_epoch,
                      mlflow_run_id=tracker.run_id, **gan.state(),
-                     resume={"running": running.state(), "seconds": time.perf_counter() - started})
+                     resume={"running": running.state(), "seconds": time.perf_counter() - started,
+                             "device": device.type, "speed": speed.switches()})
 
     if world.is_main and checkpoint is None:
         save_grid(0)  # the untrained G, where the tutorial's progress animation starts too
