@@ -1,5 +1,5 @@
 # Quick start: `make pipeline` (the main job) and `make test`. Both set everything up first.
-.PHONY: setup pipeline test test-fast ui
+.PHONY: setup pipeline test test-fast ui gpu-carry gpu-check
 
 .venv/.installed: pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh
@@ -17,3 +17,19 @@ test-fast: setup
 
 ui: setup
 	.venv/bin/python -m dcgan.tracking.ui --host 127.0.0.1 --port 5000
+
+# The GPU check (benchmarks/README.md): what the GPU machine needs, then the check itself there.
+GPU_OUT ?= reports/gpu
+PY312_WHEELS = pydantic==$(shell .venv/bin/python -c 'import pydantic; print(pydantic.VERSION)') \
+	pydantic-core==$(shell .venv/bin/python -c 'import pydantic_core; print(pydantic_core.__version__)') \
+	annotated-types typing-inspection typing-extensions
+
+gpu-carry: setup
+	mkdir -p .gpu-carry/fashion-mnist .gpu-carry/wheels
+	cp /usr/share/datasets/fashion-mnist/*.gz .gpu-carry/fashion-mnist/
+	.venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_17_x86_64 -d .gpu-carry/wheels $(PY312_WHEELS)
+	du -sh .gpu-carry
+
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_OUT)

@@ -1,9 +1,10 @@
-"""The speed benchmark: training throughput feature by feature, evaluation time, and the pipeline.
+"""The speed benchmark: training throughput feature by feature, against the tutorial script as a
+whole process, evaluation time, and the pipeline.
 
 One command, unchanged on a CPU or a GPU; figures are printed and written to reports/benchmark.json:
 
-    .venv/bin/python benchmarks/run.py                  # everything (about 25 minutes on 2 CPU cores)
-    .venv/bin/python benchmarks/run.py --only train     # or: evaluate, pipeline, memory
+    .venv/bin/python benchmarks/run.py                  # everything (about 35 minutes on 2 CPU cores)
+    .venv/bin/python benchmarks/run.py --only versus    # or: train, evaluate, pipeline, memory
     .venv/bin/python benchmarks/run.py --profile        # plus a torch.profiler table of the eager step
 
 Training: 64x64 Fashion-MNIST (the defaults' model), images/s = batch / median time of the timed
@@ -11,6 +12,12 @@ steps after warm-up. "tutorial loop" is the PyTorch tutorial's way, written here
 a DataLoader (2 workers) decoding and resizing PIL images per step, a host-to-device copy per step
 and `.item()` on every logged value every step. "eager fp32" is this pipeline's loop with every
 fast-path switch off; each following row adds one switch to the row above it.
+
+Versus (`--only versus`): benchmarks/tutorial_dcgan.py (pytorch/examples dcgan/main.py as a user
+runs it) and our train stage (`python stages/train.py`, MLflow included), each as its own process,
+on the same first images, 64x64, batch 128, the same step count, alternating A B A B. The median
+ratio of whole-process wall times is the figure. Ours starts with an empty probe cache, so its first
+run pays for the speed probe (README, "Speed"); later runs read the verdict, as on a user's machine.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from dcgan.data.normalize import normalize  # noqa: E402
 from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.io import write_json  # noqa: E402
 from dcgan.models import build_models, draw_noise  # noqa: E402
-from dcgan.speed import Speed, pick_device  # noqa: E402
+from dcgan.speed import Speed, has_bf16_units, pick_device  # noqa: E402
 from dcgan.train import GANStep, epoch_batches  # noqa: E402
 
 MIRROR = "/usr/share/datasets/fashion-mnist"
@@ -148,10 +155,11 @@ def fast_loop(cfg, images: torch.Tensor, device: torch.device, speed: Speed):
 
 
 def bench_train(args, device: torch.device) -> list[dict]:
-    base = load_config(ROOT / "params.yaml").model_copy(update={"image_size": 64, "dataset": "fashion_mnist"})
+    base = load_config(ROOT / "params.yaml").model_copy(update={"image_size": args.image_size, "dataset": "fashion_mnist",
+                                                                "nz": args.nz, "ngf": args.width, "ndf": args.width})
     raw_root = Path(tempfile.mkdtemp(prefix="bench-raw-"))
-    fetch_fashion_mnist(MIRROR, raw_root)
-    images_u8 = prepare_split(raw_root, train=True, size=64)["images"].to(device)
+    fetch_fashion_mnist(args.data, raw_root)
+    images_u8 = prepare_split(raw_root, train=True, size=args.image_size)["images"].to(device)
     cuda = device.type == "cuda"
     variants = [("tutorial loop", None), ("eager fp32", Speed()),
                 ("+ channels_last", Speed(channels_last=True)),
@@ -160,8 +168,10 @@ def bench_train(args, device: torch.device) -> list[dict]:
         variants += [("+ cudnn.benchmark", Speed(channels_last=True, fused_adam=True, cudnn_benchmark=True)),
                      ("+ bf16 autocast", Speed(channels_last=True, fused_adam=True, cudnn_benchmark=True,
                                                amp=torch.cuda.is_bf16_supported()))]
-    last = variants[-1][1]
-    variants.append(("+ torch.compile", Speed(**{**last.__dict__, "compile": True})))
+    elif has_bf16_units():
+        variants.append(("+ bf16 autocast", Speed(channels_last=True, fused_adam=True, amp=True)))
+    if args.compile:
+        variants.append(("+ torch.compile", Speed(**{**variants[-1][1].switches(), "compile": True})))
     rows = []
     for batch_size in args.batch_sizes:
         cfg = base.model_copy(update={"batch_size": batch_size})
@@ -187,6 +197,83 @@ def bench_train(args, device: torch.device) -> list[dict]:
             del step
     shutil.rmtree(raw_root, ignore_errors=True)
     return rows
+
+
+def copy_project(prefix: str) -> Path:
+    """The project's tracked files in a fresh temporary git repository (results of local runs left out)."""
+    copy = Path(tempfile.mkdtemp(prefix=prefix)) / "project"
+    for name in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.split():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+    return copy
+
+
+def set_params(project: Path, **values) -> None:
+    lines = (project / "params.yaml").read_text().splitlines()
+    for key, value in values.items():
+        lines = [f"{key}: {value}" if line.startswith(f"{key}:") else line for line in lines]
+    (project / "params.yaml").write_text("\n".join(lines) + "\n")
+
+
+def timed_process(command: list[str], cwd: Path, env: dict) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS in MB of its largest process, stdout) of one whole process."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS_OUT, *command], cwd=cwd, env=env, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    output, _, peak = done.stdout.rpartition("\npeak_rss_kb ")
+    return seconds, round(int(peak) / 1024), output
+
+
+def bench_versus_tutorial(args, device: torch.device) -> dict:
+    from dcgan.speed import cpu
+
+    steps, batch = args.versus_steps, 128
+    project = copy_project("bench-versus-")
+    set_params(project, image_size=64, batch_size=batch, epochs=1, max_train_images=steps * batch,
+               device=device.type)
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home()),
+           "XDG_CACHE_HOME": str(project.parent / "cache"),  # no earlier probe verdict: the first run measures
+           "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
+    subprocess.run(["dvc", "repro", "-q", "preprocess"], cwd=project, env=env, check=True, stdout=subprocess.DEVNULL)
+    tutorial = ["python", str(ROOT / "benchmarks" / "tutorial_dcgan.py"), "--dataset", "fashion_mnist", "--dataroot",
+                str(project / "data" / "raw"), "--steps", str(steps), "--max-images", str(steps * batch),
+                "--batchSize", str(batch), "--imageSize", "64", "--manualSeed", "999",
+                "--outf", str(project.parent / "tutorial-out")] + (["--cuda"] if device.type == "cuda" else [])
+    ours = ["python", "stages/train.py"]
+    pairs, fast_path = [], []
+    for pair in range(args.pairs):
+        row = {}
+        for name, command in (("tutorial", tutorial), ("ours", ours)):
+            seconds, peak, output = timed_process(command, project, env)
+            row[f"{name}_seconds"], row[f"{name}_peak_rss_mb"] = round(seconds, 2), peak
+            if name == "ours":
+                lines = output.splitlines()
+                first = next((i for i, line in enumerate(lines) if line.startswith("fast path on")), None)
+                fast_path = lines[first + 1:first + 6] if first is not None else fast_path
+        row["wall_ratio"] = round(row["tutorial_seconds"] / row["ours_seconds"], 3)
+        pairs.append(row)
+        print(f"  pair {pair + 1}: tutorial {row['tutorial_seconds']:6.1f} s ({row['tutorial_peak_rss_mb']} MB), "
+              f"ours {row['ours_seconds']:6.1f} s ({row['ours_peak_rss_mb']} MB): {row['wall_ratio']:.2f}x", flush=True)
+    shutil.rmtree(project.parent, ignore_errors=True)
+    images = steps * batch
+    median = {name: statistics.median(row[f"{name}_seconds"] for row in pairs) for name in ("tutorial", "ours")}
+    ratio = statistics.median(row["wall_ratio"] for row in pairs)
+    print(f"  median: tutorial {median['tutorial']:.1f} s = {images / median['tutorial']:.1f} images/s, ours "
+          f"{median['ours']:.1f} s = {images / median['ours']:.1f} images/s: ours is {ratio:.2f}x the tutorial "
+          f"(range {min(r['wall_ratio'] for r in pairs):.2f}-{max(r['wall_ratio'] for r in pairs):.2f}x)")
+    print("  our fast path:\n" + "\n".join(fast_path))
+    return {"what": "whole process: benchmarks/tutorial_dcgan.py vs python stages/train.py (MLflow on), same images",
+            "image_size": 64, "batch_size": batch, "steps": steps, "pairs": pairs,
+            "median_wall_ratio": round(ratio, 3),  # tutorial seconds / ours: also ours' images/s over the tutorial's
+            "tutorial_images_per_second": round(images / median["tutorial"], 1),
+            "ours_images_per_second": round(images / median["ours"], 1),
+            "our_fast_path": [line.strip() for line in fast_path],
+            "cpu_model": cpu().model, "cpu_flags": sorted(cpu().flags), "cpu_threads": torch.get_num_threads()}
 
 
 def bench_evaluate(args) -> dict:
@@ -270,6 +357,11 @@ PEAK_RSS = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:
             "sys.exit(done.returncode)")
 
 
+PEAK_RSS_OUT = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, "
+                "stderr=subprocess.STDOUT, text=True); print(done.stdout + '\\npeak_rss_kb ' + "
+                "str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss), end=''); sys.exit(done.returncode)")
+
+
 def peak_rss_mb(command: list[str], cwd: Path, env: dict) -> int:
     done = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=cwd, env=env, capture_output=True,
                           text=True, check=True)
@@ -319,24 +411,33 @@ def profile_step(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["train", "evaluate", "pipeline", "memory"], action="append")
+    parser.add_argument("--only", choices=["versus", "train", "evaluate", "pipeline", "memory"], action="append")
+    parser.add_argument("--pairs", type=int, default=3, help="versus: alternating tutorial/ours pairs")
+    parser.add_argument("--versus-steps", type=int, default=50, help="versus: training steps of each process")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--steps", type=int, help="timed steps per row (default: 50 on CUDA, 5 on a CPU)")
     parser.add_argument("--warmup", type=int, help="warm-up steps per row (default: 10 on CUDA, 2 on a CPU)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--data", default=MIRROR, help="the Fashion-MNIST .gz files")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="train: leave out torch.compile")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmark.json")
     args = parser.parse_args()
+    args.image_size, args.nz, args.width = 64, 100, 64  # the defaults' model
     device = pick_device(args.device)
     cuda = device.type == "cuda"
     args.steps = args.steps or (50 if cuda else 5)
     args.warmup = args.warmup or (10 if cuda else 2)
-    parts = args.only or ["train", "evaluate", "pipeline", "memory"]
+    parts = args.only or ["versus", "train", "evaluate", "pipeline", "memory"]
 
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report.update({"date": datetime.date.today().isoformat(), "torch": torch.__version__,
                    "device": torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}, "
                                                                        f"{torch.get_num_threads()} threads)"})
+    if "versus" in parts:
+        print(f"whole process vs the tutorial script (64x64, batch 128, {args.versus_steps} steps, "
+              f"{args.pairs} pairs) on {report['device']}:")
+        report["versus_tutorial"] = bench_versus_tutorial(args, device)
     if "train" in parts:
         print(f"training throughput on {report['device']}, 64x64 Fashion-MNIST:")
         report["train"] = bench_train(args, device)

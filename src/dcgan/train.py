@@ -37,6 +37,7 @@ from dcgan.metrics import FIXED_NOISE_GRID, GAN, TRAINING, metric_key
 from dcgan.models import build_models, draw_noise, generate, model_spec
 from dcgan.speed import SWITCHES, Speed, pick_device, resolve_speed
 from dcgan.tracking import training_run
+from dcgan.tracking.run_logger import Untracked
 from dcgan.tracking.generator_model import log_generator
 
 LOGGED = TRAINING  # the log.csv columns, `gan/<name>` in MLflow
@@ -253,16 +254,17 @@ def speed_of_resumed_run(cfg: Config, speed: Speed, resume: dict, device: torch.
     return Speed(**chosen, reasons=reasons)
 
 
-def train(cfg: Config) -> None:
+def train(cfg: Config, tracked: bool = True) -> None:
+    """`tracked=False` (no MLflow run) is for benchmarks/gpu_check.py alone, on machines without MLflow."""
     device = pick_device(cfg.device)
     world, device = join(device)
     try:
-        _train(cfg, device, world)
+        _train(cfg, device, world, tracked)
     finally:
         leave(world)
 
 
-def _train(cfg: Config, device: torch.device, world: World) -> None:
+def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> None:
     run = RunFolder(paths.unfinished_runs(), run_identity(cfg, world))
     checkpoint = run.latest(model_spec(cfg))
     world.barrier()  # every process has read the run folder before rank 0 may reset it
@@ -307,7 +309,9 @@ def _train(cfg: Config, device: torch.device, world: World) -> None:
                       f"({describe_difference(run.identity, identity)}); it is kept and resumes when run "
                       "with its params again (delete the folder to free the space)")
             run.create(LOG_HEADER)  # over a leftover without a usable checkpoint: its log and grids go
-    tracker = training_run(cfg, str(device), paths.MLFLOW_RUN, resume_run_id=run_id) if world.is_main else None
+    tracker = None
+    if world.is_main:
+        tracker = training_run(cfg, str(device), paths.MLFLOW_RUN, resume_run_id=run_id) if tracked else Untracked()
     if tracker is not None and checkpoint is None:
         tracker.log_params({**speed.as_params(), "processes": world.size})
     elif tracker is not None:

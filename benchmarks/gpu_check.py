@@ -1,0 +1,181 @@
+"""The GPU check, in one call (about 5-8 minutes on one GPU; see benchmarks/README.md):
+
+1. the `gpu`-marked tests;
+2. the training throughput table at batch 128 and 512: the tutorial's loop, eager, then each switch
+   added in turn (bf16 and torch.compile with their warm-up times);
+3. the default training (params.yaml: 64x64, 5 epochs, the full Fashion-MNIST) through the package's
+   own train loop, end to end, with tracking off (the GPU machine has no MLflow: `train(tracked=False)`,
+   a mode for this check alone);
+4. 10,000 samples of that G as uint8 files of at most 15 MiB each, and report.json, into OUT.
+
+    python benchmarks/gpu_check.py OUT [--data DIR]      # on the GPU machine (make gpu-check)
+    python benchmarks/gpu_check.py OUT --smoke           # the same steps on the CPU at tiny sizes (make test)
+
+Back here, `python benchmarks/gpu_check.py --score OUT` scores the samples with the pipeline's own
+domain classifier (run `dvc repro classifier` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from dcgan import paths  # noqa: E402
+from dcgan.config import load_config  # noqa: E402
+from dcgan.data.download import fetch_fashion_mnist  # noqa: E402
+from dcgan.data.preprocess import prepare_split  # noqa: E402
+from dcgan.io import save_tensors, write_json  # noqa: E402
+from dcgan.speed import cpu, pick_device  # noqa: E402
+
+CARRIED_DATA = ROOT / ".gpu-carry" / "fashion-mnist"  # what benchmarks/README.md's carry command brings
+DEBIAN_DATA = Path("/usr/share/datasets/fashion-mnist")
+MAX_FILE_BYTES = 15 * 1024 * 1024
+SMOKE = dict(image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, max_train_images=256, log_every=2,
+             sample_every=4, eval_every=4, n_samples=300)
+
+
+def gpu_tests(smoke: bool) -> dict:
+    """The tests marked `gpu` (on a CPU they skip: the smoke mode checks the wiring)."""
+    files = [str(path) for path in sorted((ROOT / "tests").glob("test_*.py")) if "mark.gpu" in path.read_text()]
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files],
+                          cwd=ROOT, capture_output=True, text=True)
+    summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+    print(f"  {summary}  ({time.perf_counter() - started:.0f} s)")
+    if done.returncode not in (0, 5):  # 5: none collected
+        print(done.stdout[-4000:], done.stderr[-2000:], sep="\n")
+    return {"files": [Path(f).name for f in files], "summary": summary, "passed": done.returncode in (0, 5)}
+
+
+def throughput(data: Path, device: torch.device, smoke: bool) -> list[dict]:
+    import run as bench  # benchmarks/run.py: the same rows as the CPU benchmark
+
+    args = SimpleNamespace(data=data, batch_sizes=[32] if smoke else [128, 512], steps=2 if smoke else 50,
+                           warmup=1 if smoke else 10, compile=not smoke, image_size=16 if smoke else 64,
+                           nz=16 if smoke else 100, width=8 if smoke else 64)
+    return bench.bench_train(args, device)
+
+
+def default_training(data: Path, device: torch.device, smoke: bool, work: Path) -> tuple[dict, object]:
+    """params.yaml's defaults, trained by dcgan.train.train in a scratch folder, timed end to end."""
+    from dcgan.train import train
+
+    cfg = load_config(ROOT / "params.yaml").model_copy(update={"device": device.type, **(SMOKE if smoke else {})})
+    os.chdir(work)
+    (work / ".dvc").mkdir(exist_ok=True)  # the project root, for checkpoints/ of the unfinished run
+    started = time.perf_counter()
+    fetch_fashion_mnist(data, paths.RAW_DATA)
+    split = prepare_split(paths.RAW_DATA, train=True, size=cfg.image_size, max_images=cfg.max_train_images)
+    save_tensors(paths.TRAIN_DATA, {"images": split["images"]})
+    prepared = time.perf_counter() - started
+    train(cfg, tracked=False)
+    seconds = time.perf_counter() - started
+    log = paths.TRAIN_LOG.read_text().splitlines()
+    last = dict(zip(log[0].split(","), log[-1].split(",")))
+    result = {"config": "defaults of params.yaml" if not smoke else f"smoke: {SMOKE}", "images": len(split["images"]),
+              "image_size": cfg.image_size, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+              "seconds_end_to_end": round(seconds, 1), "seconds_data": round(prepared, 1),
+              "seconds_training_loop": float(last["seconds"]), "last_logged": last}
+    print(f"  {result['images']} images, {cfg.epochs} epochs at {cfg.image_size}x{cfg.image_size}: "
+          f"{seconds:.1f} s end to end ({prepared:.1f} s data, {last['seconds']} s training loop); "
+          f"last window: loss_d {float(last['loss_d']):.3f}, loss_g {float(last['loss_g']):.3f}, d_x {float(last['d_x']):.3f}")
+    return result, cfg
+
+
+def write_samples(cfg, device: torch.device, out: Path) -> dict:
+    """10,000 uint8 samples (the sample stage's G and noise), in files of at most MAX_FILE_BYTES."""
+    from dcgan.sample import generate_images, load_generator
+
+    generator, step = load_generator(cfg, device)
+    images = generate_images(generator, cfg.n_samples, cfg, torch.Generator().manual_seed(cfg.seed + 1), device)
+    files = save_in_files(images, out)
+    print(f"  {len(images)} samples of step {step} -> {', '.join(f['file'] for f in files)}")
+    return {"n_samples": len(images), "trained_steps": step, "files": files}
+
+
+def save_in_files(images: torch.Tensor, out: Path, max_bytes: int = MAX_FILE_BYTES) -> list[dict]:
+    """samples_00.pt, samples_01.pt, ...: each a uint8 tensor, each file at most max_bytes."""
+    per_file = (max_bytes - 4096) // images[0].numel()  # 4 KiB for the file's own structure
+    files = []
+    for index, start in enumerate(range(0, len(images), per_file)):
+        path = out / f"samples_{index:02d}.pt"
+        save_tensors(path, {"images": images[start:start + per_file].clone()})
+        files.append({"file": path.name, "images": len(images[start:start + per_file]), "bytes": path.stat().st_size})
+    return files
+
+
+def score(out: Path) -> None:
+    """Back here, at the project root: the domain-classifier scores of the samples a GPU run wrote, as
+    the evaluate stage computes them (needs `dvc repro classifier` first)."""
+    from dcgan.evaluate.classes import class_shares
+    from dcgan.evaluate.classifier import load_classifier, predict
+    from dcgan.evaluate.manifold import real_radii
+    from dcgan.evaluate.scores import classifier_scores
+    from dcgan.io import load_tensors
+
+    cfg = load_config(ROOT / "params.yaml")
+    os.chdir(ROOT)
+    images = torch.cat([load_tensors(path)["images"] for path in sorted(out.glob("samples_*.pt"))])
+    model = load_classifier(cfg)
+    features, probabilities = predict(model, images, cfg.eval_image_size)
+    test_features, test_probabilities = predict(model, load_tensors(paths.EVAL_TEST_DATA)["images"], cfg.eval_image_size)
+    scores = classifier_scores(features, probabilities, test_features, class_shares(test_probabilities), cfg,
+                               real_radii(test_features))
+    report = json.loads((out / "report.json").read_text())
+    report["scores_here"] = {name: round(float(value), 4) for name, value in scores.items()}
+    write_json(out / "report.json", report)
+    print(json.dumps(report["scores_here"], indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder for the samples and report.json")
+    parser.add_argument("--data", type=Path, help="the Fashion-MNIST .gz files (default: .gpu-carry/fashion-mnist, "
+                                                  "else Debian's /usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, in seconds (make test runs it)")
+    parser.add_argument("--score", action="store_true", help="score the samples in OUT with the domain classifier")
+    args = parser.parse_args()
+    out = args.out.resolve()
+    if args.score:
+        return score(out)
+    data = (args.data or (CARRIED_DATA if CARRIED_DATA.is_dir() else DEBIAN_DATA)).resolve()
+    device = torch.device("cpu") if args.smoke else pick_device("cuda")
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "smoke": args.smoke,
+              "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU: {cpu().model}",
+              "torch": torch.__version__, "cpu_model": cpu().model}
+    started = time.perf_counter()
+    print(f"GPU check on {report['device']} (torch {torch.__version__}){' - smoke mode' if args.smoke else ''}")
+    print("1. gpu-marked tests:")
+    report["gpu_tests"] = gpu_tests(args.smoke)
+    print("2. training throughput (images/s):")
+    report["throughput"] = throughput(data, device, args.smoke)
+    print("3. the default training, end to end (tracking off):")
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
+        report["default_training"], cfg = default_training(data, device, args.smoke, Path(work))
+        print("4. samples:")
+        report["samples"] = write_samples(cfg, device, out)
+        os.chdir(ROOT)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(out / "report.json", report)
+    print(f"done in {report['seconds']:.0f} s -> {out}/report.json")
+    if not report["gpu_tests"]["passed"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
