@@ -136,17 +136,17 @@ def fake_cpu(monkeypatch, tmp_path):
     def make(flags, speeds):
         monkeypatch.setattr(speed_module, "cpu", lambda: Cpu("Test CPU", frozenset(flags)))
 
-        def images_per_second(cfg, speed):
-            name = speed_module._variant_name({"amp": speed.amp, "channels_last": speed.channels_last})
-            measured.append(name)
-            return speeds[name]
+        def images_per_second(cfg, variants):
+            measured.extend(variants)
+            return {name: speeds[name] for name in variants}
 
         monkeypatch.setattr(speed_module, "_images_per_second", images_per_second)
         return measured
     return make
 
 
-def test_auto_bf16_on_a_cpu_follows_the_measurement_where_the_cpu_has_bf16_units(fake_cpu):
+def test_auto_bf16_on_a_cpu_follows_the_measurement_where_the_cpu_has_bf16_units(fake_cpu, monkeypatch):
+    monkeypatch.setattr(speed_module.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     measured = fake_cpu({"avx512f", "avx512_bf16"}, {"fp32": 100.0, "channels_last": 104.0, "amp": 150.0})
     chosen = resolve_speed(make_config(), torch.device("cpu"))
     assert chosen == Speed(channels_last=False, fused_adam=True, amp=True)  # 1.04x is noise; 1.5x pays
@@ -161,6 +161,14 @@ def test_auto_bf16_on_a_cpu_follows_the_measurement_where_the_cpu_has_bf16_units
     assert slow == Speed(channels_last=True, fused_adam=True, amp=False) and len(measured_slow) == 6
 
 
+def test_a_verdict_measured_while_the_machine_is_busy_is_not_cached(fake_cpu, monkeypatch):
+    monkeypatch.setattr(speed_module.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    measured = fake_cpu({"avx512_bf16"}, {"fp32": 100.0, "channels_last": 100.0, "amp": 150.0})
+    assert resolve_speed(make_config(), torch.device("cpu")).amp
+    assert resolve_speed(make_config(), torch.device("cpu")).amp and len(measured) == 6  # measured again
+    assert not speed_module.probe_cache().exists()
+
+
 def test_auto_bf16_is_off_without_bf16_units_and_on_is_allowed_with_a_warning(fake_cpu):
     measured = fake_cpu({"avx2", "fma"}, {"fp32": 100.0, "channels_last": 120.0})
     chosen = resolve_speed(make_config(), torch.device("cpu"))
@@ -173,6 +181,7 @@ def test_auto_bf16_is_off_without_bf16_units_and_on_is_allowed_with_a_warning(fa
 
 def test_the_probe_measures_real_steps_and_leaves_the_run_random_stream_alone(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(speed_module.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     monkeypatch.setattr(speed_module, "cpu", lambda: Cpu("Test CPU", frozenset({"avx512_bf16"})))
     torch.manual_seed(5)
     state = torch.get_rng_state()

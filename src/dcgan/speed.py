@@ -6,8 +6,9 @@
 - On a CPU: bf16 is a candidate only where the processor has bf16 units (`amx_bf16`, `avx512_bf16`,
   or Arm's `bf16`); without them it is emulated and many times slower. The candidates (channels_last
   and bf16, where auto) are then measured: a few training steps of this run's own model and batch,
-  each way (about 1-3 % of a quick run). A switch is turned on if it is at least PAYS_OFF faster.
-  The verdict is cached per machine (CPU model, threads, torch version, shape; see probe_cache()).
+  each way, in turns (about 1-3 % of a quick run). A switch is turned on if it is at least PAYS_OFF
+  faster. The verdict is cached per machine (CPU model, threads, torch version, shape; see
+  probe_cache()), unless other work was keeping the cores busy while it was measured.
   torch.compile stays off: its compilation takes longer than a probe may.
 Each switch's choice and the reason for it are printed and logged to MLflow (`<switch>_effective`,
 `<switch>_reason`).
@@ -191,9 +192,15 @@ def probe_speeds(cfg, candidates: list[str], fixed: dict) -> tuple[dict[str, flo
     if key in known:
         return known[key], True
     variants = [{}] + [{name: True} for name in candidates]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = load > 0.75 * (os.cpu_count() or 1)
     print(f"fast path: measuring {', '.join(_variant_name(v) for v in variants)} at this run's shape "
           f"({cfg.image_size}x{cfg.image_size}, batch {cfg.batch_size}) on {cpu().model}", flush=True)
-    speeds = {_variant_name(v): _images_per_second(cfg, Speed(fused_adam=fixed["fused_adam"], **v)) for v in variants}
+    speeds = _images_per_second(cfg, {_variant_name(v): Speed(fused_adam=fixed["fused_adam"], **v) for v in variants})
+    if busy:  # other work shares the cores: this verdict holds for now, not for the machine
+        print(f"fast path: the machine is busy (load average {load:.1f} on {os.cpu_count()} cores), so this "
+              "measurement is not cached", flush=True)
+        return speeds, False
     known[key] = speeds
     from dcgan.io import write_json  # here, not at the top: io imports tqdm, which the probe rarely needs
 
@@ -204,23 +211,28 @@ def probe_speeds(cfg, candidates: list[str], fixed: dict) -> tuple[dict[str, flo
     return speeds, False
 
 
-def _images_per_second(cfg, speed: Speed) -> float:
+def _images_per_second(cfg, variants: dict[str, Speed]) -> dict[str, float]:
+    """Images/s of each variant's training step, timed in turns (A B C A B C ...), so that a passing
+    load on the machine slows every variant alike; the median of each variant's steps."""
     from dcgan.models import build_models, draw_noise
     from dcgan.train import GANStep
 
     device = torch.device("cpu")
     with torch.random.fork_rng(devices=[]):  # the run's own random stream is left as it was
         torch.manual_seed(0)
-        gan = GANStep(*build_models(cfg), cfg, device, speed)
         real = torch.randint(0, 256, (cfg.batch_size, cfg.nc, cfg.image_size, cfg.image_size), dtype=torch.uint8)
         noise = draw_noise(cfg.batch_size, cfg, device)
-        gan.step(real, noise)  # warm-up: allocations, oneDNN kernel selection
-        times = []
+        steps = {}
+        for name, speed in variants.items():
+            steps[name] = GANStep(*build_models(cfg), cfg, device, speed)
+            steps[name].step(real, noise)  # warm-up: allocations, oneDNN kernel selection
+        times = {name: [] for name in variants}
         for _ in range(PROBE_STEPS):
-            started = time.perf_counter()
-            gan.step(real, noise)
-            times.append(time.perf_counter() - started)
-    return round(cfg.batch_size / statistics.median(times), 1)
+            for name, gan in steps.items():
+                started = time.perf_counter()
+                gan.step(real, noise)
+                times[name].append(time.perf_counter() - started)
+    return {name: round(cfg.batch_size / statistics.median(seconds), 1) for name, seconds in times.items()}
 
 
 def has_bf16_units() -> bool:
