@@ -111,6 +111,7 @@ def make_project(copy: Path, params: dict) -> tuple[Path, dict]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # tiny runs train for seconds, not minutes
+    env["XDG_CACHE_HOME"] = str(copy.parent / "cache")  # the speed probe's verdicts: not the user's cache
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     run(["git", "init", "-q"], copy, env)
     run(["git", "add", "-A"], copy, env)

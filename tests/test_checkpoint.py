@@ -1,5 +1,7 @@
+import os
 import pickle
 
+import os
 import pytest
 import torch
 
@@ -58,3 +60,16 @@ def test_truncated_and_missing_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "c.pt", model_spec(cfg))
     with pytest.raises(CheckpointError, match="dvc repro train"):
         load_checkpoint(tmp_path / "missing.pt", model_spec(cfg))
+
+
+def test_a_run_folder_is_held_by_one_training_at_a_time(tmp_path):
+    from dcgan.checkpoint import RunFolder
+    from dcgan.errors import UserError
+
+    first = RunFolder(tmp_path, {"lr": 0.0002})
+    first.lock()
+    with pytest.raises(UserError, match=rf"already running \(pid {os.getpid()}\).*Wait for it to finish"):
+        RunFolder(tmp_path, {"lr": 0.0002}).lock()
+    RunFolder(tmp_path, {"lr": 0.0001}).lock()  # other params: another folder, free
+    first._lock_file.close()  # the process holding it ended
+    RunFolder(tmp_path, {"lr": 0.0002}).lock()

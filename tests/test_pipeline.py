@@ -247,6 +247,69 @@ def test_killing_dvc_repro_mid_training_and_running_it_again_resumes(tmp_path):
     assert math.isfinite(json.loads((copy / paths.METRICS).read_text())["scores"]["fd_classifier"])
 
 
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tmp_path):
+    copy, env = make_project(tmp_path / "project", {**TINY, "epochs": 400, "checkpoint_every": 20,
+                                                    "sample_every": 10_000, "eval_every": 10_000})
+    env["OMP_NUM_THREADS"] = "1"  # tiny nets: one thread each leaves a core for DVC's worker
+    unfinished = copy / paths.UNFINISHED_RUNS
+
+    def queue(name: str) -> None:
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", "lr=0.00015"], copy, env)
+        # The worker outlives this call: it must not hold our pipes open.
+        subprocess.run(["dvc", "queue", "start"], cwd=copy, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)
+
+    def state(name: str) -> str:
+        for line in run(["dvc", "queue", "status"], copy, env).splitlines():
+            if f" {name} " in line:
+                return line.split()[-1]
+        return "?"
+
+    def wait_for(condition, what: str, seconds: float = 600) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.5)
+
+    run(["dvc", "repro", "classifier"], copy, env)  # the stages before train, so the queued run soon trains
+    try:
+        queue("killed")
+        wait_for(lambda: list(unfinished.glob("*/step_*.pt")), "a checkpoint of the queued run")
+        time.sleep(1)
+        run(["dvc", "queue", "kill", "--force", "killed"], copy, env)  # SIGKILL to the worker's experiment
+        wait_for(lambda: state("killed") == "Failed", "the killed run to be marked Failed")
+        # The stage, orphaned, stops too (its parent's death is its SIGTERM), with a checkpoint:
+        # nothing keeps writing to the folder that the next run resumes from.
+        folder = next(unfinished.iterdir())
+        wait_for(lambda: not (folder / ".lock").exists() or _unlocked(folder / ".lock"), "the orphaned stage to stop")
+        stopped_at = max(int(p.stem.removeprefix("step_")) for p in folder.glob("step_*.pt"))
+        assert 0 < stopped_at < 3200
+
+        queue("again")
+        wait_for(lambda: state("again") in ("Success", "Failed"), "the queued-again run")
+        logs = run(["dvc", "queue", "logs", "again"], copy, env)
+        assert state("again") == "Success", logs[-3000:]
+        assert f"resuming from step {stopped_at} of 3200" in logs, logs[-3000:]
+        assert not list(unfinished.iterdir())  # completed: its folder is gone
+        scores = experiments(copy, env)["again"]["metrics"][str(paths.METRICS)]["data"]["scores"]
+        assert math.isfinite(scores["fd_classifier"])
+    finally:
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=copy, env=env, capture_output=True, timeout=120)
+
+
+def _unlocked(lock: Path) -> bool:
+    import fcntl
+
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+
 def test_paths_in_the_package_are_the_ones_dvc_yaml_declares():
     dvc_yaml = (ROOT / "dvc.yaml").read_text()
     for name, value in vars(paths).items():

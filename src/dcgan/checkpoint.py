@@ -11,14 +11,16 @@ run, while a run with other params starts fresh and leaves the other's folder al
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
 import torch
 
-from dcgan.errors import CheckpointError
+from dcgan.errors import CheckpointError, UserError
 from dcgan.io import atomic_path, load_tensors, save_tensors, write_json
 
 FORMAT_VERSION = 1
@@ -91,6 +93,25 @@ class RunFolder:
         self.log = self.path / "log.csv"
         self.grids = self.path / "grids"
         self.snapshots = self.path / "snapshots"
+
+    def lock(self) -> None:
+        """Hold this run's folder for this process until it exits. Two trainings of the same params at
+        once (a queued run whose killed worker left its training behind, the same command in two shells)
+        would write over each other's checkpoints. The kernel releases the lock when the process ends,
+        however it ends."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "another process"
+            raise UserError(f"A training with these params is already running ({holder}), writing to {self.path}. "
+                            "Wait for it to finish (it leaves its results to `dvc repro`), or stop it "
+                            "(`kill <pid>`: it writes a checkpoint) and run again to resume it.") from None
+        self._lock_file.truncate(0)
+        self._lock_file.write(f"pid {os.getpid()}")
+        self._lock_file.flush()
 
     def create(self, log_header: list[str]) -> None:
         for folder in (self.grids, self.snapshots):

@@ -13,9 +13,11 @@ snapshots, the final checkpoint) are published from the run folder when training
 from __future__ import annotations
 
 import csv
+import ctypes
 import math
 import shutil
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from typing import Iterator
@@ -211,11 +213,19 @@ class RunningMeans:
 
 class StopRequest:
     """SIGTERM or Ctrl-C ask the loop to stop after the current step, with a checkpoint; a second one
-    stops at once."""
+    stops at once. So does the death of the process that started this one (Linux): a DVC queue worker
+    killed with `dvc queue kill --force` would otherwise leave its training running on, unseen."""
 
     def __init__(self):
         self.signum: int | None = None
         self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._parent_death_signal(signal.SIGTERM)
+
+    @staticmethod
+    def _parent_death_signal(signum: int) -> None:
+        if sys.platform == "linux":
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
 
     def _handle(self, signum, frame) -> None:
         self.signum = signum
@@ -230,6 +240,7 @@ class StopRequest:
         return bool(world.min(torch.tensor(0 if self.signum is not None else 1, device=device)) == 0)
 
     def restore(self) -> None:
+        self._parent_death_signal(0)
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
@@ -266,6 +277,8 @@ def train(cfg: Config, tracked: bool = True) -> None:
 
 def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> None:
     run = RunFolder(paths.unfinished_runs(), run_identity(cfg, world))
+    if world.is_main:
+        run.lock()  # before reading: never resume from a folder that another training still writes
     checkpoint = run.latest(model_spec(cfg))
     world.barrier()  # every process has read the run folder before rank 0 may reset it
     # Refuses impossible switches before any work; a resumed run keeps the switches it ran with.
