@@ -145,8 +145,19 @@ def fake_cpu(monkeypatch, tmp_path):
     return make
 
 
-def test_auto_bf16_on_a_cpu_follows_the_measurement_where_the_cpu_has_bf16_units(fake_cpu, monkeypatch):
-    monkeypatch.setattr(speed_module.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+@pytest.fixture
+def others_use(monkeypatch):
+    """Pretend other processes use `cores` while the probe measures."""
+    def set_cores(cores: float):
+        clock = iter(range(0, 10**6, 10))  # each perf_counter call: 10 s later
+        used = iter([0.0, 10.0 * cores] * 100)
+        monkeypatch.setattr(speed_module.time, "perf_counter", lambda: float(next(clock)))
+        monkeypatch.setattr(speed_module, "_others_cpu_seconds", lambda: next(used))
+    return set_cores
+
+
+def test_auto_bf16_on_a_cpu_follows_the_measurement_where_the_cpu_has_bf16_units(fake_cpu, others_use):
+    others_use(0.1)
     measured = fake_cpu({"avx512f", "avx512_bf16"}, {"fp32": 100.0, "channels_last": 104.0, "amp": 150.0})
     chosen = resolve_speed(make_config(), torch.device("cpu"))
     assert chosen == Speed(channels_last=False, fused_adam=True, amp=True)  # 1.04x is noise; 1.5x pays
@@ -161,8 +172,8 @@ def test_auto_bf16_on_a_cpu_follows_the_measurement_where_the_cpu_has_bf16_units
     assert slow == Speed(channels_last=True, fused_adam=True, amp=False) and len(measured_slow) == 6
 
 
-def test_a_verdict_measured_while_the_machine_is_busy_is_not_cached(fake_cpu, monkeypatch):
-    monkeypatch.setattr(speed_module.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+def test_a_verdict_measured_while_the_machine_is_busy_is_not_cached(fake_cpu, others_use):
+    others_use(1.5)
     measured = fake_cpu({"avx512_bf16"}, {"fp32": 100.0, "channels_last": 100.0, "amp": 150.0})
     assert resolve_speed(make_config(), torch.device("cpu")).amp
     assert resolve_speed(make_config(), torch.device("cpu")).amp and len(measured) == 6  # measured again
@@ -181,7 +192,7 @@ def test_auto_bf16_is_off_without_bf16_units_and_on_is_allowed_with_a_warning(fa
 
 def test_the_probe_measures_real_steps_and_leaves_the_run_random_stream_alone(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(speed_module.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    monkeypatch.setattr(speed_module, "_others_cpu_seconds", lambda: 0.0)
     monkeypatch.setattr(speed_module, "cpu", lambda: Cpu("Test CPU", frozenset({"avx512_bf16"})))
     torch.manual_seed(5)
     state = torch.get_rng_state()
@@ -189,6 +200,12 @@ def test_the_probe_measures_real_steps_and_leaves_the_run_random_stream_alone(mo
     assert torch.equal(torch.get_rng_state(), state)
     assert not cached and set(speeds) == {"fp32", "channels_last", "amp"} and all(v > 0 for v in speeds.values())
     assert speed_module.probe_speeds(make_config(**SMALL), ["channels_last", "amp"], {"fused_adam": True}) == (speeds, True)
+
+
+def test_the_cpu_time_of_other_processes_is_measured_without_this_one():
+    before = speed_module._others_cpu_seconds()
+    sum(i * i for i in range(3_000_000))  # this process's own work does not count
+    assert speed_module._others_cpu_seconds() - before < 0.3
 
 
 def test_a_resumed_run_keeps_the_auto_switches_it_started_with():

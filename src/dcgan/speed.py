@@ -192,14 +192,15 @@ def probe_speeds(cfg, candidates: list[str], fixed: dict) -> tuple[dict[str, flo
     if key in known:
         return known[key], True
     variants = [{}] + [{name: True} for name in candidates]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    busy = load > 0.75 * (os.cpu_count() or 1)
     print(f"fast path: measuring {', '.join(_variant_name(v) for v in variants)} at this run's shape "
           f"({cfg.image_size}x{cfg.image_size}, batch {cfg.batch_size}) on {cpu().model}", flush=True)
+    before = _others_cpu_seconds()
+    started = time.perf_counter()
     speeds = _images_per_second(cfg, {_variant_name(v): Speed(fused_adam=fixed["fused_adam"], **v) for v in variants})
-    if busy:  # other work shares the cores: this verdict holds for now, not for the machine
-        print(f"fast path: the machine is busy (load average {load:.1f} on {os.cpu_count()} cores), so this "
-              "measurement is not cached", flush=True)
+    others = (_others_cpu_seconds() - before) / (time.perf_counter() - started)  # cores other processes kept busy
+    if others > 0.5:  # the verdict holds for now, not for the machine
+        print(f"fast path: other processes kept {others:.1f} of {os.cpu_count()} cores busy while it was measured, "
+              "so the verdict is not cached", flush=True)
         return speeds, False
     known[key] = speeds
     from dcgan.io import write_json  # here, not at the top: io imports tqdm, which the probe rarely needs
@@ -209,6 +210,17 @@ def probe_speeds(cfg, candidates: list[str], fixed: dict) -> tuple[dict[str, flo
     except OSError as exc:  # a read-only home: measure again next time
         print(f"fast path: could not cache the probe's verdict in {path}: {exc}")
     return speeds, False
+
+
+def _others_cpu_seconds() -> float:
+    """CPU seconds that every process but this one has used since boot (Linux; elsewhere 0)."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait, in clock ticks
+    mine = os.times()
+    return busy / os.sysconf("SC_CLK_TCK") - (mine.user + mine.system)
 
 
 def _images_per_second(cfg, variants: dict[str, Speed]) -> dict[str, float]:
