@@ -314,6 +314,13 @@ def bench_evaluate(args) -> dict:
     return {"n_samples": 10_000, "seconds": round(total, 1), **{k: round(v, 2) for k, v in parts.items()}}
 
 
+def quick_cpu_params() -> dict[str, str]:
+    """The quick CPU variant's overrides, as scripts/pipeline.sh (their one definition) passes them."""
+    line = next(line for line in (ROOT / "scripts" / "pipeline.sh").read_text().splitlines()
+                if line.startswith("QUICK_CPU=("))
+    return dict(item.split("=", 1) for item in line.removeprefix("QUICK_CPU=(").removesuffix(")").split() if item != "-S")
+
+
 def bench_pipeline(device: torch.device) -> dict:
     """Wall time of each stage of `dvc repro` in a fresh copy, then of a no-op re-run. With a GPU, the
     defaults; on a CPU, the quick CPU variant that `make pipeline` runs there (the defaults take hours)."""
@@ -324,7 +331,7 @@ def bench_pipeline(device: torch.device) -> dict:
         shutil.copy2(ROOT / name, copy / name)
     params = (copy / "params.yaml").read_text()
     if device.type != "cuda":
-        for key, value in {"image_size": 32, "ngf": 32, "ndf": 32, "epochs": 10, "sample_every": 200}.items():
+        for key, value in quick_cpu_params().items():
             params = "\n".join(f"{key}: {value}" if line.startswith(f"{key}:") else line
                                for line in params.splitlines()) + "\n"
         (copy / "params.yaml").write_text(params)
@@ -345,7 +352,7 @@ def bench_pipeline(device: torch.device) -> dict:
     noop = round(time.perf_counter() - started, 1)
     print(f"  {'total':14s} {sum(seconds.values()):8.1f} s; no-op re-run: {noop} s")
     shutil.rmtree(copy.parent, ignore_errors=True)
-    return {"config": "defaults" if device.type == "cuda" else "quick CPU variant (32x32, ngf=ndf=32, 10 epochs)",
+    return {"config": "defaults" if device.type == "cuda" else f"quick CPU variant {quick_cpu_params()}",
             "stage_seconds": seconds, "stage_peak_rss_mb": peak_rss, "total_seconds": round(sum(seconds.values()), 1),
             "noop_rerun_seconds": noop}
 
