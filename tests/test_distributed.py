@@ -18,7 +18,8 @@ from test_faults import TINY, make_workdir, run_train
 
 # No BatchNorm and no dropout: the one thing DDP changes on purpose (each process normalises with its
 # own share of the batch) is absent, so 2 processes must train what 1 does, up to float rounding.
-NO_BATCHNORM = dict(arch="mlp", ngf=32, ndf=32, epochs=5)
+# amp is off: `auto` decides by a probe in one process and by the CPU flags under DDP.
+NO_BATCHNORM = dict(arch="mlp", ngf=32, ndf=32, epochs=5, amp="off")  # bf16: fp32 is the reference
 
 
 def trained(folder, **params) -> tuple[dict, list[dict], str]:

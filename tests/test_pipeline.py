@@ -207,8 +207,16 @@ def test_returning_to_earlier_params_restores_every_stage_from_the_run_cache(pro
                         "scores", {}))
     restored = found["back-to-0.0002"]["metrics"][str(paths.METRICS)]["data"]
     assert restored["scores"] == baseline["metrics"][str(paths.METRICS)]["data"]["scores"]
-    # Nothing ran, so MLflow has no new run: the experiment's run is the one that trained these params.
+    # Nothing ran, so MLflow has no new run: the experiment's run is the one that trained these params,
+    # and the experiment's restored models/mlflow_run.json names it, so the compare view finds it.
     assert len(mlflow.search_runs(experiment_names=["dcgan"])) == runs_before
+    ref = next(line for line in run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], copy, env).split()
+               if line.endswith("/back-to-0.0002"))
+    lock = yaml.safe_load(run(["git", "show", f"{ref}:dvc.lock"], copy, env))
+    md5 = next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == str(paths.MLFLOW_RUN))
+    run_id = json.loads((copy / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).read_text())["run_id"]
+    trained = mlflow.get_run(run_id)
+    assert trained.data.params["lr"] == "0.0002" and trained.info.status == "FINISHED"
 
 
 @pytest.mark.slow
