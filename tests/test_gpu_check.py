@@ -7,12 +7,14 @@ from pathlib import Path
 
 import torch
 
+from conftest import requires_fashion_mnist
 from dcgan.io import load_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
+@requires_fashion_mnist
 def test_the_smoke_mode_runs_every_step_and_writes_the_samples_and_report(tmp_path):
     done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", str(tmp_path / "out"), "--smoke"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
