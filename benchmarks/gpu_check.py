@@ -153,6 +153,11 @@ def main() -> None:
     if args.score:
         return score(out)
     data = (args.data or (CARRIED_DATA if CARRIED_DATA.is_dir() else DEBIAN_DATA)).resolve()
+    if not args.smoke and not torch.cuda.is_available():
+        from dcgan.errors import UserError
+
+        raise UserError("PyTorch sees no CUDA device here: run the GPU check on a GPU machine "
+                        "(benchmarks/README.md), or add --smoke to check its wiring on the CPU.")
     device = torch.device("cpu") if args.smoke else pick_device("cuda")
     out.mkdir(parents=True, exist_ok=True)
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "smoke": args.smoke,
@@ -178,4 +183,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from dcgan.errors import run_stage
+
+    run_stage(main)  # no CUDA device, no data: one clear line, not a traceback
