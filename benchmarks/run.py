@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import resource
 import shutil
 import signal
@@ -36,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -45,11 +43,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from dcgan.config import load_config  # noqa: E402
 from dcgan.data.download import fetch_fashion_mnist  # noqa: E402
-from dcgan.data.normalize import normalize  # noqa: E402
 from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.io import write_json  # noqa: E402
 from dcgan.models import build_models, draw_noise  # noqa: E402
-from dcgan.speed import Speed, has_bf16_units, pick_device  # noqa: E402
+from dcgan.speed import Speed, cpu, has_bf16_units, pick_device  # noqa: E402
 from dcgan.train import GANStep, epoch_batches  # noqa: E402
 
 MIRROR = "/usr/share/datasets/fashion-mnist"
@@ -217,10 +214,17 @@ def set_params(project: Path, **values) -> None:
     (project / "params.yaml").write_text("\n".join(lines) + "\n")
 
 
+# Run a command, then print its output and the peak RSS of its largest descendant: a fresh process per
+# command, so that each figure is that command's own (RUSAGE_CHILDREN only ever grows within one process).
+PEAK_RSS = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, "
+            "stderr=subprocess.STDOUT, text=True); print(done.stdout + '\\npeak_rss_kb ' + "
+            "str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss), end=''); sys.exit(done.returncode)")
+
+
 def timed_process(command: list[str], cwd: Path, env: dict) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS in MB of its largest process, stdout) of one whole process."""
+    """(wall seconds, peak RSS in MB of its largest process, output) of one whole process."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS_OUT, *command], cwd=cwd, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=cwd, env=env, capture_output=True,
                           text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -230,8 +234,6 @@ def timed_process(command: list[str], cwd: Path, env: dict) -> tuple[float, int,
 
 
 def bench_versus_tutorial(args, device: torch.device) -> dict:
-    from dcgan.speed import cpu
-
     steps, batch = args.versus_steps, 128
     project = copy_project("bench-versus-")
     set_params(project, image_size=64, batch_size=batch, epochs=1, max_train_images=steps * batch,
@@ -324,26 +326,18 @@ def quick_cpu_params() -> dict[str, str]:
 def bench_pipeline(device: torch.device) -> dict:
     """Wall time of each stage of `dvc repro` in a fresh copy, then of a no-op re-run. With a GPU, the
     defaults; on a CPU, the quick CPU variant that `make pipeline` runs there (the defaults take hours)."""
-    copy = Path(tempfile.mkdtemp(prefix="bench-pipeline-")) / "project"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
-    params = (copy / "params.yaml").read_text()
+    copy = copy_project("bench-pipeline-")
     if device.type != "cuda":
-        for key, value in quick_cpu_params().items():
-            params = "\n".join(f"{key}: {value}" if line.startswith(f"{key}:") else line
-                               for line in params.splitlines()) + "\n"
-        (copy / "params.yaml").write_text(params)
+        set_params(copy, **quick_cpu_params())
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home()),
            "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+    for command in (["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
         subprocess.run(command, cwd=copy, env=env, check=True)
     stages = ["download", "preprocess", "prepare_eval", "classifier", "train", "sample", "evaluate"]
     seconds, peak_rss = {}, {}
     for stage in stages:
         started = time.perf_counter()
-        peak_rss[stage] = peak_rss_mb(["dvc", "repro", "--single-item", stage], cwd=copy, env=env)
+        peak_rss[stage] = timed_process(["dvc", "repro", "--single-item", stage], copy, env)[1]
         seconds[stage] = round(time.perf_counter() - started, 1)
         print(f"  {stage:14s} {seconds[stage]:8.1f} s   peak RSS of its largest process: {peak_rss[stage]} MB",
               flush=True)
@@ -357,35 +351,12 @@ def bench_pipeline(device: torch.device) -> dict:
             "noop_rerun_seconds": noop}
 
 
-# Run a command and print the peak RSS of its largest descendant: a fresh process per command, so that
-# each figure is that command's own (RUSAGE_CHILDREN only ever grows within one process).
-PEAK_RSS = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-            "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
-            "sys.exit(done.returncode)")
-
-
-PEAK_RSS_OUT = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, "
-                "stderr=subprocess.STDOUT, text=True); print(done.stdout + '\\npeak_rss_kb ' + "
-                "str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss), end=''); sys.exit(done.returncode)")
-
-
-def peak_rss_mb(command: list[str], cwd: Path, env: dict) -> int:
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=cwd, env=env, capture_output=True,
-                          text=True, check=True)
-    return round(int(done.stdout.split()[-1]) / 1024)
-
-
 def bench_train_memory(seconds: float = 90) -> dict:
     """Host memory of the real train stage on the full Fashion-MNIST at the defaults (64x64): run it
     for `seconds`, read its peak RSS (VmHWM), then stop it with SIGTERM as a scheduler would."""
-    copy = Path(tempfile.mkdtemp(prefix="bench-memory-")) / "project"
-    for name in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout.split():
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
+    copy = copy_project("bench-memory-")
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home())}
-    for command in (["git", "init", "-q"], ["dvc", "repro", "-q", "preprocess"]):
-        subprocess.run(command, cwd=copy, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["dvc", "repro", "-q", "preprocess"], cwd=copy, env=env, check=True, stdout=subprocess.DEVNULL)
     train = subprocess.Popen([sys.executable, "stages/train.py"], cwd=copy, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     time.sleep(seconds)
@@ -439,7 +410,7 @@ def main() -> None:
 
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report.update({"date": datetime.date.today().isoformat(), "torch": torch.__version__,
-                   "device": torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}, "
+                   "device": torch.cuda.get_device_name() if cuda else f"CPU ({cpu().model}, "
                                                                        f"{torch.get_num_threads()} threads)"})
     if "versus" in parts:
         print(f"whole process vs the tutorial script (64x64, batch 128, {args.versus_steps} steps, "

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from dcgan.errors import ConfigError
+from dcgan.io import write_json
 
 SWITCHES = ("channels_last", "fused_adam", "cudnn_benchmark", "amp", "compile")
 BF16_UNITS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 matrix/vector units; Arm's `bf16` (aarch64 Features)
@@ -203,8 +204,6 @@ def probe_speeds(cfg, candidates: list[str], fixed: dict) -> tuple[dict[str, flo
               "so the verdict is not cached", flush=True)
         return speeds, False
     known[key] = speeds
-    from dcgan.io import write_json  # here, not at the top: io imports tqdm, which the probe rarely needs
-
     try:
         write_json(path, known)
     except OSError as exc:  # a read-only home: measure again next time
