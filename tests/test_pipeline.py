@@ -275,19 +275,23 @@ def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tm
                 return line.split()[-1]
         return "?"
 
-    def wait_for(condition, what: str, seconds: float = 600) -> None:
+    def wait_for(condition, what: str, seconds: float = 600, poll: float = 0.5) -> None:
         deadline = time.monotonic() + seconds
         while not condition():
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.5)
+            time.sleep(poll)
 
     run(["dvc", "repro", "classifier"], copy, env)  # the stages before train, so the queued run soon trains
     try:
         queue("killed")
-        wait_for(lambda: list(unfinished.glob("*/step_*.pt")), "a checkpoint of the queued run")
-        time.sleep(1)
+        wait_for(lambda: list(unfinished.glob("*/step_*.pt")), "a checkpoint of the queued run", poll=0.02)
+        # Frozen, the stage cannot finish its 3200 steps before the kill lands, however fast this machine:
+        # the kill always hits a run mid-training. The signal its parent's death sends waits for SIGCONT.
+        trainer = _process_running("stages/train.py", under=copy)
+        os.kill(trainer, signal.SIGSTOP)
         run(["dvc", "queue", "kill", "--force", "killed"], copy, env)  # SIGKILL to the worker's experiment
         wait_for(lambda: state("killed") == "Failed", "the killed run to be marked Failed")
+        os.kill(trainer, signal.SIGCONT)
         # The stage, orphaned, stops too (its parent's death is its SIGTERM), with a checkpoint:
         # nothing keeps writing to the folder that the next run resumes from.
         folder = next(unfinished.iterdir())
@@ -305,6 +309,21 @@ def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tm
         assert math.isfinite(scores["fd_classifier"])
     finally:
         subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=copy, env=env, capture_output=True, timeout=120)
+
+
+def _process_running(script: str, under: Path) -> int:
+    """The pid of the one `python <script>` whose working folder is inside `under` (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = (proc / "cwd").resolve()
+        except (OSError, ValueError):
+            continue  # not a process, or gone meanwhile
+        if script.encode() in args and cwd.is_relative_to(under.resolve()):
+            found.append(int(proc.name))
+    assert len(found) == 1, f"expected one process running {script} under {under}, found {found}"
+    return found[0]
 
 
 def _unlocked(lock: Path) -> bool:
