@@ -337,6 +337,17 @@ def _unlocked(lock: Path) -> bool:
             return False
 
 
+def test_every_stage_imports_the_package_of_the_checkout_it_runs_in(tmp_path):
+    """A queued experiment runs in a copy of the repository: its stages must run the copy's code."""
+    copy, env = make_project(tmp_path / "copy", {})
+    for name, stage in yaml.safe_load((copy / "dvc.yaml").read_text())["stages"].items():
+        script = f"python stages/{name}.py"
+        assert stage["cmd"].endswith(script), stage["cmd"]
+        probe = stage["cmd"].replace(script, "python -c 'import dcgan; print(dcgan.__file__)'")
+        imported = Path(run(["sh", "-c", probe], copy, env).strip())
+        assert imported.is_relative_to(copy), f"stage {name} imports dcgan from {imported}, not from {copy}"
+
+
 def test_paths_in_the_package_are_the_ones_dvc_yaml_declares():
     dvc_yaml = (ROOT / "dvc.yaml").read_text()
     for name, value in vars(paths).items():
