@@ -27,7 +27,8 @@ from dcgan.tracking import RunLogger
 # 64 images, batch 16: 4 steps an epoch. Small enough to be quick, long enough to be killed mid-way.
 TINY = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, log_every=5, sample_every=20, eval_every=20,
             checkpoint_every=10, keep_checkpoints=2, device="cpu",
-            amp="off", channels_last="off")  # fixed: `auto` could decide two runs apart differently
+            amp="off", channels_last="off",  # fixed: `auto` could decide two runs apart differently
+            lr_decay_start=0.5)  # the learning rates fall in the second half: a resumed run must pick that up too
 
 
 def make_workdir(folder: Path, **overrides) -> Path:

@@ -10,7 +10,7 @@ from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
 from dcgan.io import load_tensors, save_tensors
 from dcgan.models import build_models, model_spec
-from dcgan.train import LOGGED, train
+from dcgan.train import LOGGED, lr_scale, train
 
 TINY = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, epochs=2, log_every=3, sample_every=4,
             eval_every=5, device="cpu")
@@ -117,3 +117,20 @@ def test_one_sided_label_smoothing_moves_only_ds_target_for_real_images(workdir,
     monkeypatch.setattr(training.F, "binary_cross_entropy_with_logits", spy)
     train(make_config(**{**TINY, "epochs": 1, "batch_size": 64}, label_smoothing=0.1))
     assert targets[:3] == [pytest.approx(0.9), 0.0, 1.0]  # D: real 0.9, fake 0; G: its fakes called real, 1
+
+
+def test_lr_scale_is_constant_then_falls_linearly_to_one_nth():
+    assert [lr_scale(step, 8, 0.5) for step in range(8)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert [lr_scale(step, 8, 1.0) for step in range(8)] == [1] * 8  # the tutorial: constant
+    assert lr_scale(0, 8, 0.0) == 1 and lr_scale(7, 8, 0.0) == 1 / 8
+
+
+def test_with_lr_decay_both_optimizers_end_at_the_last_steps_share(workdir):
+    cfg = make_config(**TINY, lr_d=0.0004, lr_decay_start=0.5)
+    train(cfg)
+    checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
+    total = checkpoint["step"]
+    last_share = lr_scale(total - 1, total, 0.5)
+    assert last_share < 0.5
+    assert checkpoint["opt_g"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr * last_share)
+    assert checkpoint["opt_d"]["param_groups"][0]["lr"] == pytest.approx(0.0004 * last_share)

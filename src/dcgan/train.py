@@ -144,6 +144,11 @@ class GANStep:
         return torch.stack([loss_d_real + loss_d_fake, loss_g, torch.sigmoid(d_real_logits).mean(),
                             torch.sigmoid(d_fake_logits).mean(), torch.sigmoid(d_fake_after_logits).mean()]).detach()
 
+    def set_lr_scale(self, scale: float) -> None:
+        for optimizer, lr in ((self.opt_g, self.cfg.lr_g_effective), (self.opt_d, self.cfg.lr_d_effective)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * scale
+
     def weights_finite(self) -> bool:
         return all(torch.isfinite(p).all() for net in (self.generator, self.discriminator) for p in net.parameters())
 
@@ -159,6 +164,15 @@ class GANStep:
         if self.ema:
             self.ema.module.load_state_dict(checkpoint["generator_ema"])
             self.ema.n_averaged.fill_(checkpoint["step"])
+
+
+def lr_scale(step: int, total_steps: int, decay_start: float) -> float:
+    """The learning rates' share at 0-based `step`: 1 until `decay_start` of training, then linearly down to
+    1/n at the last step of the n that decay. A function of the step alone, so a resumed run needs no state."""
+    first_decaying = math.ceil(decay_start * total_steps)
+    if step < first_decaying:
+        return 1.0
+    return (total_steps - step) / (total_steps - first_decaying)
 
 
 def epoch_batches(n_images: int, batch_size: int, seed: int, first_step: int = 0,
@@ -376,6 +390,8 @@ def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> No
         for step in progress:
             epoch = step // steps_per_epoch
             noise = world.shard(draw_noise(cfg.batch_size, cfg, device))
+            if cfg.lr_decay_start < 1:
+                gan.set_lr_scale(lr_scale(step, total_steps, cfg.lr_decay_start))
             running.add(gan.step(images[world.shard(next(batches))], noise), step + 1)
 
             done = step + 1
