@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -225,6 +226,19 @@ def test_a_full_disk_while_writing_leaves_the_previous_file_intact(tmp_path, mon
         write_json(target, {"fd": 2.0})
     assert yaml.safe_load(target.read_text()) == {"fd": 1.0}
     assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_written_atomically_get_the_mode_of_any_new_file(tmp_path, umask):
+    """Not mkstemp's private 0600: colleagues sharing the project read its reports as any other file."""
+    previous = os.umask(umask)
+    try:
+        write_json(tmp_path / "metrics.json", {"fd": 1.0})
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o666 & ~umask
 
 
 def free_port() -> int:

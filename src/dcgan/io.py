@@ -20,6 +20,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp's file is private (0600); the result gets the mode of any new file, so that a shared
+    # project's colleagues can read the reports and models as they could with a plain open().
+    os.fchmod(fd, _new_file_mode())
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -29,6 +32,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0o077)  # the only way to read it: set and restore at once (0o077 while in between)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def progress_bar(iterable=None, **kwargs):
