@@ -38,6 +38,7 @@ from dcgan import paths  # noqa: E402
 from dcgan.config import load_config  # noqa: E402
 from dcgan.data.download import fetch_fashion_mnist  # noqa: E402
 from dcgan.data.preprocess import prepare_split  # noqa: E402
+from dcgan.errors import UserError, run_stage  # noqa: E402
 from dcgan.io import save_tensors, write_json  # noqa: E402
 from dcgan.speed import cpu, pick_device  # noqa: E402
 
@@ -154,8 +155,6 @@ def main() -> None:
         return score(out)
     data = (args.data or (CARRIED_DATA if CARRIED_DATA.is_dir() else DEBIAN_DATA)).resolve()
     if not args.smoke and not torch.cuda.is_available():
-        from dcgan.errors import UserError
-
         raise UserError("PyTorch sees no CUDA device here: run the GPU check on a GPU machine "
                         "(benchmarks/README.md), or add --smoke to check its wiring on the CPU.")
     device = torch.device("cpu") if args.smoke else pick_device("cuda")
@@ -183,6 +182,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from dcgan.errors import run_stage
-
     run_stage(main)  # no CUDA device, no data: one clear line, not a traceback

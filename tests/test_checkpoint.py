@@ -1,7 +1,6 @@
 import os
 import pickle
 
-import os
 import pytest
 import torch
 

@@ -54,7 +54,8 @@ class Config(BaseModel):
     label_smoothing: float = Field(ge=0, lt=0.5, description="one-sided: D's target for real images is 1 - this")
     ema_decay: float = Field(ge=0, lt=1, description="0 = off; else sample from an EMA of G's weights")
     lr_decay_start: float = Field(ge=0, le=1, description="share of training after which both learning rates fall "
-                                                          "linearly to zero at the last step; 1 = constant")
+                                                          "linearly towards zero (1/n of their value at the last "
+                                                          "of the n decaying steps); 1 = constant")
     device: Literal["auto", "cpu", "cuda", "mps"]
     log_every: int = Field(ge=1)
     sample_every: int = Field(ge=1)

@@ -390,8 +390,7 @@ def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> No
         for step in progress:
             epoch = step // steps_per_epoch
             noise = world.shard(draw_noise(cfg.batch_size, cfg, device))
-            if cfg.lr_decay_start < 1:
-                gan.set_lr_scale(lr_scale(step, total_steps, cfg.lr_decay_start))
+            gan.set_lr_scale(lr_scale(step, total_steps, cfg.lr_decay_start))  # 1 throughout by default
             running.add(gan.step(images[world.shard(next(batches))], noise), step + 1)
 
             done = step + 1
