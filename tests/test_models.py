@@ -6,7 +6,7 @@ from conftest import make_config
 import torch.nn.functional as F
 
 from dcgan.config import IMAGE_SIZES
-from dcgan.models import Discriminator, Generator, build_models, draw_noise, generate
+from dcgan.models import build_models, draw_noise, generate
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])

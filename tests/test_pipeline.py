@@ -56,36 +56,36 @@ def test_the_readmes_commands_work_as_typed_after_activating_the_venv(project):
 def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     copy, _ = project
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
-    runs = [run for run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
-            if run.data.params["arch"] == "dcgan" and run.data.params["dataset"] == "fashion_mnist"
-            and run.data.params["sample_bn_mode"] == "eval"]
-    assert sorted(run.data.params["lr"] for run in runs) == ["0.0001", "0.0002", "0.0003"]
+    runs = [mlflow_run for mlflow_run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
+            if mlflow_run.data.params["arch"] == "dcgan" and mlflow_run.data.params["dataset"] == "fashion_mnist"
+            and mlflow_run.data.params["sample_bn_mode"] == "eval"]
+    assert sorted(mlflow_run.data.params["lr"] for mlflow_run in runs) == ["0.0001", "0.0002", "0.0003"]
     client = mlflow.MlflowClient()
-    for run in runs:
-        assert run.info.status == "FINISHED"
+    for mlflow_run in runs:
+        assert mlflow_run.info.status == "FINISHED"
         for name in ("gan/loss_d", "gan/loss_g", "gan/d_x", "gan/d_g_z_before_d_step", "gan/d_g_z_after_d_step"):
-            assert len(client.get_metric_history(run.info.run_id, name)) > 1, name
+            assert len(client.get_metric_history(mlflow_run.info.run_id, name)) > 1, name
         for name in ("scores/fd_classifier", "scores_floor/fd_classifier", "scores/kid_classifier",
                      "scores_spread/kid_classifier", "scores_floor/recall_classifier", "setup/n_generated"):
-            assert math.isfinite(run.data.metrics[name]), name
-        assert not [name for name in run.data.metrics if "/" not in name]  # every value in a section
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "scores_over_training/fd_classifier")]
+            assert math.isfinite(mlflow_run.data.metrics[name]), name
+        assert not [name for name in mlflow_run.data.metrics if "/" not in name]  # every value in a section
+        steps = [m.step for m in client.get_metric_history(mlflow_run.info.run_id, "scores_over_training/fd_classifier")]
         assert steps == [4, 8]
         images = [a.path for folder in ("train_grids", "samples", "figures")
-                  for a in client.list_artifacts(run.info.run_id, folder)]
+                  for a in client.list_artifacts(mlflow_run.info.run_id, folder)]
         assert any(p.endswith(".png") for p in images) and any(p.endswith(".gif") for p in images), images
         assert any(p.endswith("class_histogram.png") for p in images), images
         # Image charts: the fixed-noise grid at each sample_every step, the final samples at the last step.
-        charts = [a.path.removeprefix("images/") for a in client.list_artifacts(run.info.run_id, "images")]
+        charts = [a.path.removeprefix("images/") for a in client.list_artifacts(mlflow_run.info.run_id, "images")]
         grid_steps = {int(name.split("+step+")[1].split("+")[0]) for name in charts
                       if name.startswith("gan~fixed_noise_grid+")}
         assert grid_steps == {0, 4, 8}, charts  # step 0: the untrained G
         assert any(name.startswith("samples~grid+step+8+") for name in charts), charts
         assert any(name.startswith("samples~real_vs_fake+step+8+") for name in charts), charts
-        assert run.data.tags["mlflow.loggedImages"] == "True"
-        assert any(name.startswith("system/cpu_utilization_percentage") for name in run.data.metrics)
-        assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(copy / "mlartifacts")
-    by_lr = {run.data.params["lr"]: run for run in runs}
+        assert mlflow_run.data.tags["mlflow.loggedImages"] == "True"
+        assert any(name.startswith("system/cpu_utilization_percentage") for name in mlflow_run.data.metrics)
+        assert Path(mlflow_run.info.artifact_uri.removeprefix("file://")).is_relative_to(copy / "mlartifacts")
+    by_lr = {mlflow_run.data.params["lr"]: mlflow_run for mlflow_run in runs}
     assert by_lr["0.0001"].info.run_name == "lower-lr"
     assert by_lr["0.0001"].data.tags["dvc_exp_name"] == "lower-lr"
     assert by_lr["0.0002"].data.tags["dvc_exp_name"] == "(workspace)"
@@ -261,6 +261,7 @@ def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tm
     copy, env = make_project(tmp_path / "project", {**TINY, "epochs": 400, "checkpoint_every": 20,
                                                     "sample_every": 10_000, "eval_every": 10_000})
     env["OMP_NUM_THREADS"] = "1"  # tiny nets: one thread each leaves a core for DVC's worker
+    env["SHELL"] = "/bin/sh"  # DVC runs the stage in it; dash forks, so a shell stands between the stage and DVC
     unfinished = copy / paths.UNFINISHED_RUNS
 
     def queue(name: str) -> None:
@@ -286,13 +287,13 @@ def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tm
         queue("killed")
         wait_for(lambda: list(unfinished.glob("*/step_*.pt")), "a checkpoint of the queued run", poll=0.02)
         # Frozen, the stage cannot finish its 3200 steps before the kill lands, however fast this machine:
-        # the kill always hits a run mid-training. The signal its parent's death sends waits for SIGCONT.
+        # the kill always hits a run mid-training. What it does on the worker's death waits for SIGCONT.
         trainer = _process_running("stages/train.py", under=copy)
         os.kill(trainer, signal.SIGSTOP)
         run(["dvc", "queue", "kill", "--force", "killed"], copy, env)  # SIGKILL to the worker's experiment
         wait_for(lambda: state("killed") == "Failed", "the killed run to be marked Failed")
         os.kill(trainer, signal.SIGCONT)
-        # The stage, orphaned, stops too (its parent's death is its SIGTERM), with a checkpoint:
+        # The stage stops too (its starter's death is its SIGTERM, see dcgan.stop), with a checkpoint:
         # nothing keeps writing to the folder that the next run resumes from.
         folder = next(unfinished.iterdir())
         wait_for(lambda: not (folder / ".lock").exists() or _unlocked(folder / ".lock"), "the orphaned stage to stop")

@@ -13,11 +13,9 @@ snapshots, the final checkpoint) are published from the run folder when training
 from __future__ import annotations
 
 import csv
-import ctypes
 import math
 import shutil
 import signal
-import sys
 import time
 from contextlib import nullcontext
 from typing import Iterator
@@ -38,6 +36,7 @@ from dcgan.io import atomic_path, load_tensors, progress_bar, save_tensors
 from dcgan.metrics import FIXED_NOISE_GRID, GAN, TRAINING, metric_key
 from dcgan.models import build_models, draw_noise, generate, model_spec
 from dcgan.speed import SWITCHES, Speed, pick_device, resolve_speed
+from dcgan.stop import StopRequest
 from dcgan.tracking import training_run
 from dcgan.tracking.run_logger import Untracked
 from dcgan.tracking.generator_model import log_generator
@@ -223,40 +222,6 @@ class RunningMeans:
     def load(self, state: dict) -> None:
         self.sums.copy_(state["sums"])
         self.count = state["count"]
-
-
-class StopRequest:
-    """SIGTERM or Ctrl-C ask the loop to stop after the current step, with a checkpoint; a second one
-    stops at once. So does the death of the process that started this one (Linux): a DVC queue worker
-    killed with `dvc queue kill --force` would otherwise leave its training running on, unseen."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-        self._parent_death_signal(signal.SIGTERM)
-
-    @staticmethod
-    def _parent_death_signal(signum: int) -> None:
-        if sys.platform == "linux":
-            PR_SET_PDEATHSIG = 1
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
-
-    def _handle(self, signum, frame) -> None:
-        self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this step, with a checkpoint "
-              "(send it again to stop at once, without one)", flush=True)
-        signal.signal(signum, self.previous[signum])
-
-    def agreed(self, world: World, device: torch.device) -> bool:
-        """Under DDP every process must stop at the same step: they agree (a collective) when asked."""
-        if world.size == 1:
-            return self.signum is not None
-        return bool(world.min(torch.tensor(0 if self.signum is not None else 1, device=device)) == 0)
-
-    def restore(self) -> None:
-        self._parent_death_signal(0)
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def run_identity(cfg: Config, world: World) -> dict:

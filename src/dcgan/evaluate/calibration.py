@@ -37,7 +37,7 @@ def reference_sets(images: torch.Tensor, labels: torch.Tensor, cfg: Config, n: i
     """Image sets of known quality, n each, at the resolution of `images`."""
     generator = torch.Generator().manual_seed(cfg.seed)
     pick = torch.randperm(len(images), generator=generator)[:n]
-    real, real_labels = images[pick], labels[pick]
+    real = images[pick]
     half = images[labels < labels.max() // 2 + 1]
     torch.manual_seed(cfg.seed)
     untrained, _ = build_models(cfg.model_copy(update={"image_size": images.shape[-1]}))
