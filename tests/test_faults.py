@@ -186,6 +186,40 @@ def test_a_crash_with_a_corrupt_last_checkpoint_resumes_from_the_one_before(tmp_
     assert_identical(weights(crashed), weights(reference))
 
 
+def test_a_stop_while_publishing_a_completed_training_publishes_on_the_next_run(tmp_path, monkeypatch, capsys):
+    """A stage's starter can die after its last step (lifetime.py): the outputs come on the next run."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    reference = make_workdir(tmp_path / "reference", epochs=10)
+    monkeypatch.chdir(reference)
+    training.train(make_config(**TINY, epochs=10))
+
+    stopped = make_workdir(tmp_path / "stopped", epochs=10)
+    monkeypatch.chdir(stopped)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exported the reference's store
+    original = training.training_curves
+
+    def stopped_mid_publish(*args):
+        raise RuntimeError("injected stop while publishing")
+
+    monkeypatch.setattr(training, "training_curves", stopped_mid_publish)
+    with pytest.raises(RuntimeError, match="injected stop"):
+        training.train(make_config(**TINY, epochs=10))
+    run_id = yaml.safe_load((stopped / paths.MLFLOW_RUN).read_text())["run_id"]
+    assert [p.name for p in paths.UNFINISHED_RUNS.glob("*/step_*.pt")][-1] == "step_00000040.pt"
+
+    monkeypatch.setattr(training, "training_curves", original)
+    capsys.readouterr()
+    training.train(make_config(**TINY, epochs=10))
+    assert "resuming from step 40 of 40" in capsys.readouterr().out  # no step trained again
+    assert not list(paths.UNFINISHED_RUNS.iterdir())
+    assert (stopped / paths.TRAIN_CURVES).is_file()
+    assert_identical(weights(stopped), weights(reference))
+    assert yaml.safe_load((stopped / paths.MLFLOW_RUN).read_text())["run_id"] == run_id
+    mlflow.set_tracking_uri(f"sqlite:///{stopped / 'mlflow.db'}")
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+
+
 def test_an_injected_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
