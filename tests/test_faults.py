@@ -156,13 +156,19 @@ def test_sigterm_writes_a_checkpoint_marks_the_run_killed_and_exits_non_zero(tmp
     assert mlflow.get_run(run_id).info.status == "FINISHED"
 
 
-def test_a_crash_with_a_corrupt_last_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def trained_reference(tmp_path: Path, monkeypatch) -> Path:
+    """40 steps of TINY without a fault, in a folder and MLflow store of their own."""
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    reference = make_workdir(tmp_path / "reference", epochs=10)
-    monkeypatch.chdir(reference)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    folder = make_workdir(tmp_path / "reference", epochs=10)
+    monkeypatch.chdir(folder)
     training.train(make_config(**TINY, epochs=10))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exported this folder's store
+    return folder
 
+
+def test_a_crash_with_a_corrupt_last_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch):
+    reference = trained_reference(tmp_path, monkeypatch)
     crashed = make_workdir(tmp_path / "crashed", epochs=10)
     monkeypatch.chdir(crashed)
     original, calls = training.GANStep.step, []
@@ -188,15 +194,9 @@ def test_a_crash_with_a_corrupt_last_checkpoint_resumes_from_the_one_before(tmp_
 
 def test_a_stop_while_publishing_a_completed_training_publishes_on_the_next_run(tmp_path, monkeypatch, capsys):
     """A stage's starter can die after its last step (lifetime.py): the outputs come on the next run."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    reference = make_workdir(tmp_path / "reference", epochs=10)
-    monkeypatch.chdir(reference)
-    training.train(make_config(**TINY, epochs=10))
-
+    reference = trained_reference(tmp_path, monkeypatch)
     stopped = make_workdir(tmp_path / "stopped", epochs=10)
     monkeypatch.chdir(stopped)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exported the reference's store
     original = training.training_curves
 
     def stopped_mid_publish(*args):
