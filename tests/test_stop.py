@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dcgan.lifetime import process_status
+
 # The train stage in miniature: run_stage, then a loop between "steps" until a StopRequest is noted.
 TRAINING = """
 import os, sys, time
@@ -70,7 +72,7 @@ def start_stage(tmp_path: Path, shell: str, script: str) -> tuple[subprocess.Pop
 
 def running(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+        return process_status(pid)[0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
 

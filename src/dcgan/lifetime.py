@@ -44,11 +44,16 @@ def starters() -> list[int]:
     shell = os.path.realpath(os.environ.get("SHELL") or "/bin/sh")
     try:
         if "DVC_STAGE" in os.environ and os.path.realpath(f"/proc/{parent}/exe") == shell:
-            stat = Path(f"/proc/{parent}/stat").read_text()
-            return [parent, int(stat.rsplit(")", 1)[1].split()[1])]  # "pid (comm) state ppid ..."
+            return [parent, int(process_status(parent)[1])]
     except (OSError, ValueError, IndexError):
         pass  # no /proc (not Linux), or the shell already gone: the parent alone
     return [parent]
+
+
+def process_status(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after "pid (comm)": state, ppid, ... (the name may hold spaces
+    and parentheses, so it is cut at the last one). FileNotFoundError once the process is reaped."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def call_on_exit(pid: int, callback: Callable[[], None]) -> None:
