@@ -40,7 +40,8 @@ from dcgan.data.download import fetch_fashion_mnist  # noqa: E402
 from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.errors import UserError, run_stage  # noqa: E402
 from dcgan.io import save_tensors, write_json  # noqa: E402
-from dcgan.speed import cpu, pick_device  # noqa: E402
+from dcgan.device import pick_device  # noqa: E402
+from dcgan.speed import cpu  # noqa: E402
 
 CARRIED_DATA = ROOT / ".gpu-carry" / "fashion-mnist"  # what benchmarks/README.md's carry command brings
 DEBIAN_DATA = Path("/usr/share/datasets/fashion-mnist")

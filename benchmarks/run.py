@@ -46,8 +46,10 @@ from dcgan.data.download import fetch_fashion_mnist  # noqa: E402
 from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.io import write_json  # noqa: E402
 from dcgan.models import build_models, draw_noise  # noqa: E402
-from dcgan.speed import Speed, cpu, has_bf16_units, pick_device  # noqa: E402
-from dcgan.train import GANStep, epoch_batches  # noqa: E402
+from dcgan.device import pick_device  # noqa: E402
+from dcgan.speed import cpu, has_bf16_units  # noqa: E402
+from dcgan.step import GANStep, epoch_batches  # noqa: E402
+from dcgan.switches import Speed  # noqa: E402
 
 MIRROR = "/usr/share/datasets/fashion-mnist"
 MB = 1024 * 1024

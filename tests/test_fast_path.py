@@ -10,8 +10,10 @@ from dcgan import paths
 from dcgan.errors import ConfigError
 from dcgan.models import build_models
 from dcgan import speed as speed_module
-from dcgan.speed import Cpu, Speed, has_bf16_units, resolve_speed
-from dcgan.train import LOGGED, GANStep, RunningMeans, epoch_batches, speed_of_resumed_run, train
+from dcgan.speed import Cpu, has_bf16_units, resolve_speed, speed_of_resumed_run
+from dcgan.step import GANStep, RunningMeans, epoch_batches
+from dcgan.switches import Speed
+from dcgan.train import LOGGED, train
 
 # bf16 where it runs fast: a CUDA GPU with bf16, or a CPU with bf16 units (amx_bf16, avx512_bf16).
 BF16_DEVICES = [pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(

@@ -10,7 +10,8 @@ from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
 from dcgan.io import load_tensors, save_tensors
 from dcgan.models import build_models, model_spec
-from dcgan.train import LOGGED, lr_scale, train
+from dcgan.step import lr_scale
+from dcgan.train import LOGGED, train
 
 TINY = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, epochs=2, log_every=3, sample_every=4,
             eval_every=5, device="cpu")
@@ -105,7 +106,7 @@ def test_training_variants_train_and_log(workdir, variant):
 
 
 def test_one_sided_label_smoothing_moves_only_ds_target_for_real_images(workdir, monkeypatch):
-    import dcgan.train as training
+    import dcgan.step
 
     targets = []
     original = F.binary_cross_entropy_with_logits
@@ -114,7 +115,7 @@ def test_one_sided_label_smoothing_moves_only_ds_target_for_real_images(workdir,
         targets.append(target[0].item())
         return original(logits, target, *args, **kwargs)
 
-    monkeypatch.setattr(training.F, "binary_cross_entropy_with_logits", spy)
+    monkeypatch.setattr(dcgan.step.F, "binary_cross_entropy_with_logits", spy)
     train(make_config(**{**TINY, "epochs": 1, "batch_size": 64}, label_smoothing=0.1))
     assert targets[:3] == [pytest.approx(0.9), 0.0, 1.0]  # D: real 0.9, fake 0; G: its fakes called real, 1
 

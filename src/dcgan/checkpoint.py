@@ -3,9 +3,9 @@
 An unfinished run lives in its own folder, checkpoints/<key>/ under the main repository root, which
 no DVC stage declares (paths.UNFINISHED_RUNS), so it outlives a failed or killed run, also one of
 `dvc exp run --temp/--queue` in a copy that DVC deletes: its last `keep_checkpoints` checkpoints,
-its log and its grids and snapshots so far. The key is a hash of everything that shapes the result (the params that change the model, the
-data or the optimisation, and the training data's bytes), so `dvc repro` after a crash resumes the
-run, while a run with other params starts fresh and leaves the other's folder alone.
+its log and its grids and snapshots so far. The key is a hash of the run's identity (the params that
+shape the weights, config.WEIGHTS_PARAMS, and the training data's bytes), so `dvc repro` after a crash
+resumes the run, while a run with other params starts fresh and leaves the other's folder alone.
 """
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ from dcgan.errors import CheckpointError, UserError
 from dcgan.io import atomic_path, load_tensors, save_tensors, write_json
 
 FORMAT_VERSION = 1
-
-# Params that change nothing in the weights (how often to log, where to run, how fast) are left out of
-# a run's identity, so that a run killed at epoch 3 resumes after, say, `-S log_every=100` or on
-# another device. `epochs` is left out too: training longer continues the same stream of batches.
-NOT_IDENTITY = {"epochs", "device", "log_every", "sample_every", "eval_every", "checkpoint_every",
-                "keep_checkpoints", "register_model", "channels_last", "fused_adam", "cudnn_benchmark", "amp", "compile"}
 
 
 def save_checkpoint(path: str | Path, *, spec: dict, generator, discriminator, opt_g, opt_d,

@@ -16,6 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dcgan.data.datasets import DATASETS
 from dcgan.errors import ConfigError
 
+# What shapes the trained weights, and nothing else: a training's identity. A checkpoint resumes only a
+# run that shares these (and the training data's bytes and the process count; train.run_identity), so a
+# run killed mid-way resumes after `-S n_samples=5000` or `-S log_every=100`, and the train stage's params
+# in dvc.yaml are these plus what changes only how a run is watched, how long or how fast it goes
+# (tests/test_dag.py holds dvc.yaml to it). `epochs` is not here: training longer continues the same
+# stream of batches. The data params (max_train_images, ...) reach the weights through the data's bytes.
+WEIGHTS_PARAMS = ("seed", "dataset", "channels", "image_size", "arch", "nz", "ngf", "ndf", "d_dropout", "noise",
+                  "batch_size", "nproc", "lr", "lr_d", "lr_g", "beta1", "label_smoothing", "ema_decay",
+                  "lr_decay_start")
+
 # Powers of two (4x4 maps next to the latent) and 28, the 7 -> 14 -> 28 layout of the MNIST tutorials.
 IMAGE_SIZES = (16, 28, 32, 64, 128, 256)
 

@@ -25,6 +25,11 @@ SECTIONS = (GAN, SCORES, FLOOR, FLOOR_SPREAD, OVER_TRAINING, SPREAD, SETUP, NOTE
 TRAINING = ("loss_d", "loss_g", "d_x", "d_g_z_before_d_step", "d_g_z_after_d_step")
 FIXED_NOISE_GRID = f"{GAN}/fixed_noise_grid"  # an image key: G on the same z all run long
 
+# The quality curve's scores of each G snapshot (reports/evaluate/quality_curve.csv, `scores_over_training/`).
+CURVE_SCORES = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
+                "density_classifier", "coverage_classifier")
+CURVE_COLUMNS = ("step", "images_seen", "seconds", *CURVE_SCORES)
+
 
 def metric_key(section: str, name: str) -> str:
     assert section in SECTIONS, f"unknown metric section {section!r}"

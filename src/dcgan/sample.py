@@ -11,7 +11,7 @@ from dcgan.data.normalize import denormalize
 from dcgan.figures import display_scale, grid_image, progress_gif, real_vs_fake, save_image
 from dcgan.io import load_tensors, save_tensors
 from dcgan.models import build_generator, draw_noise, generate, model_spec
-from dcgan.speed import pick_device
+from dcgan.device import pick_device
 
 BATCH = 500
 

@@ -1,4 +1,4 @@
-"""Where a run trains and how fast: the device, and the fast path's switches (each auto, on or off).
+"""How fast a run trains: the fast path's switches (switches.py), each auto, on or off, decided here.
 
 `auto` is decided at run time for the hardware in hand, never from a figure measured elsewhere:
 - On CUDA: channels_last, fused Adam and cudnn.benchmark on; bf16 autocast (`amp`) where the GPU
@@ -22,7 +22,7 @@ import platform
 import statistics
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,51 +30,13 @@ import torch
 
 from dcgan.errors import ConfigError
 from dcgan.io import write_json
+from dcgan.models import build_models, draw_noise
+from dcgan.step import GANStep
+from dcgan.switches import SWITCHES, Speed
 
-SWITCHES = ("channels_last", "fused_adam", "cudnn_benchmark", "amp", "compile")
 BF16_UNITS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 matrix/vector units; Arm's `bf16` (aarch64 Features)
 PAYS_OFF = 1.10  # a measured gain below 10% is within the probe's noise, and not worth bf16's rounding
 PROBE_STEPS = 3  # timed steps per candidate, after one warm-up step
-
-
-def pick_device(requested: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then the CPU, and says which."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            requested = "cuda"
-        elif torch.backends.mps.is_available():
-            requested = "mps"
-        else:
-            requested = "cpu"
-        print(f"device: auto -> {requested}")
-    elif requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("`device` = 'cuda' but PyTorch sees no CUDA device. Use `device: auto` or `cpu`.")
-    elif requested == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("`device` = 'mps' but PyTorch sees no MPS device. Use `device: auto` or `cpu`.")
-    return torch.device(requested)
-
-
-@dataclass(frozen=True)
-class Speed:
-    channels_last: bool = False
-    fused_adam: bool = False
-    cudnn_benchmark: bool = False
-    amp: bool = False  # bf16 autocast; the discriminator outputs logits, so the loss stays in fp32
-    compile: bool = False
-    # Why each switch is on or off: what was measured or seen (MLflow `<switch>_reason`).
-    reasons: dict = field(default_factory=dict, compare=False, hash=False)
-
-    def switches(self) -> dict[str, bool]:
-        return {name: getattr(self, name) for name in SWITCHES}
-
-    def as_params(self) -> dict[str, object]:
-        """For MLflow: what actually ran, beside the requested auto/on/off, and why."""
-        return {**{f"{name}_effective": on for name, on in self.switches().items()},
-                **{f"{name}_reason": reason for name, reason in self.reasons.items()}}
-
-    def describe(self) -> str:
-        return "\n".join(f"  {name}: {'on' if on else 'off'}" + (f" ({self.reasons[name]})" if name in self.reasons else "")
-                         for name, on in self.switches().items())
 
 
 @dataclass(frozen=True)
@@ -225,9 +187,6 @@ def _others_cpu_seconds() -> float:
 def _images_per_second(cfg, variants: dict[str, Speed]) -> dict[str, float]:
     """Images/s of each variant's training step, timed in turns (A B C A B C ...), so that a passing
     load on the machine slows every variant alike; the median of each variant's steps."""
-    from dcgan.models import build_models, draw_noise
-    from dcgan.train import GANStep
-
     device = torch.device("cpu")
     with torch.random.fork_rng(devices=[]):  # the run's own random stream is left as it was
         torch.manual_seed(0)
@@ -248,3 +207,17 @@ def _images_per_second(cfg, variants: dict[str, Speed]) -> dict[str, float]:
 
 def has_bf16_units() -> bool:
     return bool(cpu().bf16_units)
+
+
+def speed_of_resumed_run(cfg, speed: Speed, resume: dict, device: torch.device) -> Speed:
+    """The switches left on `auto` take the value the run had before its stop (a probe could decide
+    otherwise now, and bf16 or not changes the numbers); switches set on or off are the user's."""
+    before = resume.get("speed")
+    if before is None or resume.get("device") != device.type:
+        return speed
+    chosen, reasons = speed.switches(), dict(speed.reasons)
+    for name in SWITCHES:
+        if getattr(cfg, name) == "auto":
+            chosen[name] = before[name]
+            reasons[name] = "as before the run's stop"
+    return Speed(**chosen, reasons=reasons)

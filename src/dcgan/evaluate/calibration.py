@@ -27,7 +27,7 @@ from dcgan.evaluate.inception import inception_features, load_inception
 from dcgan.evaluate.scores import classifier_scores, distance_scores
 from dcgan.io import load_tensors
 from dcgan.models import build_models
-from dcgan.speed import pick_device
+from dcgan.device import pick_device
 
 COLUMNS = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
            "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier")

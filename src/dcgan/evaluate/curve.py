@@ -19,8 +19,6 @@ from dcgan.io import load_tensors
 from dcgan.models import build_generator
 from dcgan.sample import generate_images
 
-COLUMNS = ("step", "images_seen", "seconds", "fd_classifier", "kid_classifier", "precision_classifier",
-           "recall_classifier", "density_classifier", "coverage_classifier")
 
 
 def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray, test_radii: tuple) -> list[dict]:

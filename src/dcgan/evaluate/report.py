@@ -8,10 +8,9 @@ import json
 from dcgan import figures, paths
 from dcgan.config import Config
 from dcgan.data.datasets import DATASETS
-from dcgan.evaluate.curve import COLUMNS
 from dcgan.evaluate.scores import evaluate
 from dcgan.io import write_csv, write_json
-from dcgan.metrics import FLOOR, GAN, NOTES, SCORES, SETUP, SPREAD, TRAINING
+from dcgan.metrics import CURVE_COLUMNS, FLOOR, GAN, NOTES, SCORES, SETUP, SPREAD, TRAINING
 from dcgan.tracking import continued_run, log_evaluation
 
 SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
@@ -38,7 +37,7 @@ def run_evaluation(cfg: Config) -> dict[str, dict]:
         if "classifier_test_accuracy" in classifier:
             metrics[SETUP]["classifier_test_accuracy"] = classifier["classifier_test_accuracy"]
         write_json(paths.METRICS, metrics)
-        write_csv(paths.QUALITY_CURVE, curve, COLUMNS)
+        write_csv(paths.QUALITY_CURVE, curve, CURVE_COLUMNS)
         if shares is not None:
             figures.class_histogram(shares, DATASETS[cfg.dataset].class_names, paths.CLASS_HISTOGRAM)
             figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE)

@@ -19,7 +19,7 @@ from dcgan.evaluate.inception import inception_features, load_inception
 from dcgan.evaluate.manifold import manifold_scores, real_radii
 from dcgan.io import load_tensors, progress_bar
 from dcgan.metrics import FLOOR, FLOOR_SPREAD, NOTES, SCORES, SETUP, SPREAD
-from dcgan.speed import pick_device
+from dcgan.device import pick_device
 
 
 def distance_scores(features: np.ndarray, test_features: np.ndarray, space: str, cfg: Config,

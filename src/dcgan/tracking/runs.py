@@ -15,7 +15,7 @@ from dcgan import paths
 from dcgan.config import Config
 from dcgan.errors import UserError
 from dcgan.io import write_json
-from dcgan.metrics import FLOOR, GAN, NOTES, OVER_TRAINING, SCORES, SPREAD, flatten, metric_key
+from dcgan.metrics import CURVE_SCORES, FLOOR, GAN, NOTES, OVER_TRAINING, SCORES, SPREAD, flatten, metric_key
 from dcgan.tracking import lineage
 from dcgan.tracking.run_logger import RunLogger
 from dcgan.tracking.store import EXPERIMENT, brief, connect, experiment_id, tracking_uri
@@ -129,14 +129,12 @@ def log_evaluation(run, cfg: Config, metrics: dict[str, dict], curve: list[dict]
     overlays runs), the evaluation data set, the figures and a description with the headline scores."""
     import mlflow
 
-    from dcgan.evaluate.curve import COLUMNS
-
     numbers = flatten({section: values for section, values in metrics.items() if section != GAN})
     mlflow.log_metrics(numbers)
     for name, note in metrics[NOTES].items():
         mlflow.set_tag(name, note)
     for row in curve:
-        mlflow.log_metrics({metric_key(OVER_TRAINING, name): row[name] for name in COLUMNS[3:]}, step=row["step"])
+        mlflow.log_metrics({metric_key(OVER_TRAINING, name): row[name] for name in CURVE_SCORES}, step=row["step"])
     mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=lineage.dataset_inputs(cfg, lineage.EVALUATION_DATA))
     for path in (paths.METRICS, paths.QUALITY_CURVE):
         mlflow.log_artifact(str(path))
