@@ -135,6 +135,27 @@ def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path,
     assert len(mlflow.search_runs(experiment_names=["dcgan"], output_format="list")) == 1
 
 
+def test_a_killed_training_resumes_after_a_param_that_does_not_shape_the_weights_changed(tmp_path, uninterrupted):
+    """n_samples, kid_subsets, ... are read by sample and evaluate only (not config.WEIGHTS_PARAMS):
+    changing them between the kill and the next run must not restart the training."""
+    folder = make_workdir(tmp_path / "killed", epochs=150)
+    process = start_train(folder)
+    wait_for_checkpoint(folder, process)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    (folder / "params.yaml").write_text(yaml.safe_dump({**params, "n_samples": 5000, "kid_subsets": 7,
+                                                        "sample_bn_mode": "train", "eval_image_size": 16}))
+    resumed = run_train(folder)
+    assert "resuming from step " in resumed.stdout, resumed.stdout
+    step = int(resumed.stdout.split("resuming from step ")[1].split()[0])
+    assert 0 < step < 600
+    assert_identical(weights(folder), weights(uninterrupted))
+    assert log_values(folder) == log_values(uninterrupted)
+
+
 def test_sigterm_writes_a_checkpoint_marks_the_run_killed_and_exits_non_zero(tmp_path, uninterrupted):
     folder = make_workdir(tmp_path / "terminated", epochs=150)
     process = start_train(folder)
