@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 from dcgan.data.archives import md5_of, require_checksum, safe_extract, sha256_of
 from dcgan.data.datasets import DATASETS
+from dcgan.data.raw import CELEBA_IMAGES, CELEBA_PARTITION, CIFAR10_FOLDER, IMAGE_SUFFIXES, image_files, raw_folder
 from dcgan.errors import DataError
 from dcgan.io import atomic_path
 
@@ -38,8 +39,7 @@ MNIST_GZ_MD5 = {
 # CIFAR-10: torchvision.datasets.CIFAR10's md5 of the archive and of each extracted file.
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_FOLDER = "cifar-10-batches-py"
-CIFAR10_MD5 = {
+CIFAR10_MD5 = {  # keys: raw.CIFAR10_BATCHES
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
     "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
     "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
@@ -50,18 +50,7 @@ CIFAR10_MD5 = {
 # CelebA: torchvision.datasets.CelebA's md5 of the aligned-faces zip and of the partition list.
 CELEBA_ZIP = "img_align_celeba.zip"
 CELEBA_ZIP_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"
-CELEBA_IMAGES = "img_align_celeba"
-CELEBA_PARTITION = "list_eval_partition.txt"
 CELEBA_PARTITION_MD5 = "d32c9cbf5e040fd4025c592c306e6668"
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def raw_folder(raw_root: str | Path, dataset: str = "fashion_mnist") -> Path:
-    """Where a data set's files go under the raw root: torchvision's layout, so its classes read them."""
-    return Path(raw_root) / {"fashion_mnist": "FashionMNIST/raw", "mnist": "MNIST/raw", "cifar10": CIFAR10_FOLDER,
-                             "celeba": "celeba", "folder": "folder"}[dataset]
-
 
 def _download_or_explain(raw_root: Path, dataset: str, mirror: Optional[str], how_to_mirror: str) -> None:
     """torchvision's download; if it fails (offline, say), an error that names both ways to get the data."""
@@ -225,12 +214,6 @@ def fetch_celeba(mirror: Optional[str], raw_root: Path) -> str:
 
 
 # --- folder: any directory of images ---------------------------------------------------------------
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively, by suffix, in a fixed order (paths relative to it)."""
-    return sorted(p.relative_to(folder) for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
 
 def fetch_folder(path: str, raw_root: Path) -> str:
     """Copy the folder's image files (only those), keeping their relative paths, so that DVC versions them."""
