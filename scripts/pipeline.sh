@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
 # The quick CPU variant (README, "Quick start"): 32x32 instead of 64x64, half-width nets, 10 epochs,
-# one-sided label smoothing (the best of the variants studied at this budget; README, "Quick start").
+# one-sided label smoothing (the best of the variants studied at this budget; docs/studies.md).
 QUICK_CPU=(-S image_size=32 -S ngf=32 -S ndf=32 -S epochs=10 -S label_smoothing=0.1 -S sample_every=200)
 
 if python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
