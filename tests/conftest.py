@@ -1,6 +1,5 @@
 import gzip
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -11,28 +10,60 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from dcgan import paths
 from dcgan.config import Config
+from dcgan.io import save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 
+# The project copy is defined once, for the tests and the benchmarks, in benchmarks/project_copy.py.
+sys.path.append(str(ROOT / "benchmarks"))
+# project_params: params.yaml's committed values (`dvc exp run` leaves an experiment's values in the
+# workspace, and the tests must not change with them).
+from project_copy import copy_project, project_params  # noqa: E402
 
-def project_params() -> dict:
-    """The keys of the workspace's params.yaml with their committed values: `dvc exp run` leaves an
-    experiment's values in the workspace, and the tests must not change with them (a key that is
-    not committed yet takes its workspace value)."""
-    workspace = yaml.safe_load((ROOT / "params.yaml").read_text())
-    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True)
-    head = yaml.safe_load(committed.stdout) if committed.returncode == 0 else {}
-    return {key: head.get(key, value) for key, value in workspace.items()}
+# The tests' tiny training, their one definition: 16x16 images, nets of width 8, on the CPU. On
+# make_work_folder's 64 images, 4 steps an epoch: 8 steps, logged at 3, 6 and 8, grids at 0, 4 and 8,
+# snapshots at 5 and 8. A test that needs other values names them at the call: {**TINY, "epochs": 150}.
+TINY = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, epochs=2, log_every=3, sample_every=4,
+            eval_every=5, device="cpu")
+
+# The end-to-end tests' project (the `project` fixture): TINY's nets through every stage, on the
+# first 256 real images, with evaluation sizes to match.
+TINY_PROJECT = {**TINY, "max_train_images": 256, "nz": 16, "batch_size": 32, "epochs": 1, "log_every": 2,
+                "sample_every": 4, "eval_every": 4, "n_samples": 256, "curve_samples": 128, "classifier_epochs": 1,
+                "kid_subset_size": 64, "kid_subsets": 5}
 
 
 def make_config(**overrides) -> Config:
     """The project's params.yaml with overrides, validated like the stages do."""
     return Config(**{**project_params(), **overrides})
+
+
+def make_work_folder(folder: Path, params: dict | None = None) -> Path:
+    """A project folder for the train stage, in-process or `python stages/train.py` run in it: 64 random
+    16x16 grayscale images, preprocessed (paths.TRAIN_DATA), a .dvc folder (the project root, where
+    unfinished runs keep their checkpoints) and params.yaml, the committed params with `params` over them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".dvc").mkdir(exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump({**project_params(), **(params or {})}))
+    images = torch.randint(0, 256, (64, 1, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    save_tensors(folder / paths.TRAIN_DATA, {"images": images, "labels": torch.zeros(64, dtype=torch.int64)})
+    return folder
+
+
+@pytest.fixture
+def work_folder(tmp_path, monkeypatch) -> Path:
+    """make_work_folder(tmp_path) as the current folder, with its own MLflow store (no
+    MLFLOW_TRACKING_URI or DVC_ROOT from outside)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    return make_work_folder(tmp_path)
 
 
 def write_idx_images(path: Path, images: np.ndarray, compress: bool = False) -> None:
@@ -86,11 +117,6 @@ def wait_for_http(server: subprocess.Popen, url: str, what: str, deadline: float
             time.sleep(0.5)
 
 
-# The end-to-end tests' project: a copy of this one with tiny params, in its own git repository.
-TINY = dict(max_train_images=256, image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, log_every=2,
-            sample_every=4, eval_every=4, n_samples=256, curve_samples=128, classifier_epochs=1, kid_subset_size=64, kid_subsets=5, device="cpu")
-
-
 def run(args, cwd, env):
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
@@ -98,24 +124,14 @@ def run(args, cwd, env):
 
 
 def make_project(copy: Path, params: dict) -> tuple[Path, dict]:
-    """A git repository with the project's files (not the results of local runs) and these params."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    results_of_local_runs = {"dvc.lock", str(paths.METRICS)}
-    for name in files:
-        if (ROOT / name).is_file() and name not in results_of_local_runs:
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    (copy / "params.yaml").write_text(yaml.safe_dump({**project_params(), **params}, sort_keys=False))
-
+    """A git repository with the project's files (not the results of local runs) and these params
+    (benchmarks/project_copy.py), and the environment to run its commands in."""
+    copy_project(copy, params, message="tiny")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # tiny runs train for seconds, not minutes
     env["XDG_CACHE_HOME"] = str(copy.parent / "cache")  # the speed probe's verdicts: not the user's cache
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    run(["git", "init", "-q"], copy, env)
-    run(["git", "add", "-A"], copy, env)
-    run(["git", "commit", "-qm", "tiny"], copy, env)
     return copy, env
 
 
@@ -130,7 +146,7 @@ def in_users_shell(command: str, cwd: Path, env: dict) -> str:
 @pytest.fixture(scope="session")
 def project(tmp_path_factory):
     """A git+DVC copy of the project with tiny params, after `dvc repro` and `dvc exp run -S lr=0.0001`."""
-    copy, env = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY)
+    copy, env = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY_PROJECT)
     run(["dvc", "repro"], copy, env)
     run(["git", "add", "-A"], copy, env)
     run(["git", "commit", "-qm", "baseline run"], copy, env)

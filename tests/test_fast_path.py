@@ -5,7 +5,7 @@ import csv
 import pytest
 import torch
 
-from conftest import make_config
+from conftest import TINY, make_config
 from dcgan import paths
 from dcgan.errors import ConfigError
 from dcgan.models import build_models
@@ -101,19 +101,10 @@ def test_running_means_name_the_first_step_that_was_not_finite():
     assert running.first_bad_step() == 2
 
 
-def test_logging_every_k_steps_reports_the_means_of_logging_every_step(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    (tmp_path / ".dvc").mkdir()
-    from dcgan.io import save_tensors
-    save_tensors(paths.TRAIN_DATA, {"images": torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8,
-                                                            generator=torch.Generator().manual_seed(0))})
-    tiny = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, epochs=2, sample_every=100, eval_every=100,
-                device="cpu")
+def test_logging_every_k_steps_reports_the_means_of_logging_every_step(work_folder):
     logs = {}
     for every in (1, 4):
-        train(make_config(**tiny, log_every=every))
+        train(make_config(**{**TINY, "sample_every": 100, "eval_every": 100, "log_every": every}))
         logs[every] = list(csv.DictReader(open(paths.TRAIN_LOG)))
     assert [int(row["step"]) for row in logs[4]] == [4, 8]
     for window, row in enumerate(logs[4]):

@@ -5,32 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import make_config
+from conftest import TINY, make_config
 from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
-from dcgan.io import load_tensors, save_tensors
+from dcgan.io import load_tensors
 from dcgan.models import build_models, model_spec
 from dcgan.step import lr_scale
 from dcgan.train import LOGGED, train
 
-TINY = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, epochs=2, log_every=3, sample_every=4,
-            eval_every=5, device="cpu")
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A project folder with 64 preprocessed 16x16 images and its own MLflow store."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    (tmp_path / ".dvc").mkdir()
-    images = torch.randint(0, 256, (64, 1, 16, 16), generator=torch.Generator().manual_seed(0),
-                           dtype=torch.uint8)
-    save_tensors(paths.TRAIN_DATA, {"images": images, "labels": torch.zeros(64, dtype=torch.int64)})
-    return tmp_path
-
-
-def test_training_logs_checkpoints_and_tracks(workdir):
+def test_training_logs_checkpoints_and_tracks(work_folder):
     cfg = make_config(**TINY)
     train(cfg)
 
@@ -51,7 +34,7 @@ def test_training_logs_checkpoints_and_tracks(workdir):
     initial_generator, _ = build_models(cfg)
     assert not torch.equal(checkpoint["generator"]["main.0.weight"], initial_generator.state_dict()["main.0.weight"])
 
-    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{work_folder / 'mlflow.db'}")
     run = mlflow.get_run(checkpoint["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["lr"] == str(cfg.lr) and run.data.tags["device"] == "cpu"
@@ -60,7 +43,7 @@ def test_training_logs_checkpoints_and_tracks(workdir):
     assert {f"gan/{name}" for name in LOGGED} <= set(run.data.metrics)
 
 
-def test_same_params_on_the_cpu_give_the_same_weights(workdir, tmp_path_factory, monkeypatch):
+def test_same_params_on_the_cpu_give_the_same_weights(work_folder, tmp_path_factory, monkeypatch):
     cfg = make_config(**TINY)
     train(cfg)
     first = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
@@ -71,7 +54,7 @@ def test_same_params_on_the_cpu_give_the_same_weights(workdir, tmp_path_factory,
             assert torch.equal(tensor, second[net][name]), f"{net}.{name} differs between identical runs"
 
 
-def test_ema_of_g_is_checkpointed_and_is_what_sampling_uses(workdir):
+def test_ema_of_g_is_checkpointed_and_is_what_sampling_uses(work_folder):
     from dcgan.sample import load_generator
 
     cfg = make_config(**TINY, ema_decay=0.9)
@@ -88,7 +71,7 @@ def test_ema_of_g_is_checkpointed_and_is_what_sampling_uses(workdir):
     assert torch.equal(snapshot["main.0.weight"], ema["main.0.weight"])
 
 
-def test_without_ema_the_checkpoint_holds_none(workdir):
+def test_without_ema_the_checkpoint_holds_none(work_folder):
     cfg = make_config(**TINY)
     train(cfg)
     assert load_checkpoint(paths.CHECKPOINT, model_spec(cfg))["generator_ema"] is None
@@ -96,7 +79,7 @@ def test_without_ema_the_checkpoint_holds_none(workdir):
 
 @pytest.mark.parametrize("variant", [dict(arch="mlp", ngf=32, ndf=32), dict(noise="uniform", label_smoothing=0.1,
                                                                            d_dropout=0.3)])
-def test_training_variants_train_and_log(workdir, variant):
+def test_training_variants_train_and_log(work_folder, variant):
     cfg = make_config(**{**TINY, **variant})
     train(cfg)
     rows = list(csv.DictReader(open(paths.TRAIN_LOG)))
@@ -105,7 +88,7 @@ def test_training_variants_train_and_log(workdir, variant):
     assert checkpoint["model_spec"]["arch"] == cfg.arch
 
 
-def test_one_sided_label_smoothing_moves_only_ds_target_for_real_images(workdir, monkeypatch):
+def test_one_sided_label_smoothing_moves_only_ds_target_for_real_images(work_folder, monkeypatch):
     import dcgan.step
 
     targets = []
@@ -126,7 +109,7 @@ def test_lr_scale_is_constant_then_falls_linearly_to_one_nth():
     assert lr_scale(0, 8, 0.0) == 1 and lr_scale(7, 8, 0.0) == 1 / 8
 
 
-def test_with_lr_decay_both_optimizers_end_at_the_last_steps_share(workdir):
+def test_with_lr_decay_both_optimizers_end_at_the_last_steps_share(work_folder):
     cfg = make_config(**TINY, lr_d=0.0004, lr_decay_start=0.5)
     train(cfg)
     checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))

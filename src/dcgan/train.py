@@ -91,7 +91,7 @@ def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> No
     total_steps = cfg.epochs * steps_per_epoch
 
     gan = GANStep(*build_models(cfg), cfg, device, speed, world)
-    fixed_noise = draw_noise(64, cfg, device)  # the same z all run long: watch G learn (drawn before a resume's RNG state)
+    fixed_noise = draw_noise(64, cfg, device)  # the same z all run long: watch G learn (drawn before resuming)
     running = RunningMeans(len(LOGGED), device, world)
     first_step, seconds_before, run_id = 0, 0.0, None
     if checkpoint is not None:
@@ -104,7 +104,8 @@ def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> No
     if world.is_main:
         announce(cfg, device, world, speed, run, checkpoint, first_step, total_steps)
     # Only rank 0 logs; the other ranks' tracker does nothing.
-    tracker = training_run(cfg, str(device), paths.MLFLOW_RUN, resume_run_id=run_id) if world.is_main and tracked else Untracked()
+    tracked_here = world.is_main and tracked
+    tracker = training_run(cfg, str(device), paths.MLFLOW_RUN, resume_run_id=run_id) if tracked_here else Untracked()
     if checkpoint is None:
         tracker.log_params({**speed.as_params(), "processes": world.size})
     else:
@@ -201,7 +202,8 @@ class RunRecord:
         means = dict(zip(LOGGED, self.running.read()))  # the one host sync
         if not self.writes:
             return
-        seconds, epoch, images_seen = self.seconds(), (step - 1) // self.steps_per_epoch, step * self.cfg.batch_size
+        epoch = (step - 1) // self.steps_per_epoch  # the 0-based epoch that this step belongs to
+        seconds, images_seen = self.seconds(), step * self.cfg.batch_size
         csv.writer(self.log_file).writerow([step, epoch, images_seen, round(seconds, 3),
                                             *(f"{means[name]:.6f}" for name in LOGGED)])
         self.log_file.flush()

@@ -130,8 +130,8 @@ class RunLogger:
 
 
 class Untracked:
-    """The logger of a training with tracking off: it keeps nothing. Only for benchmarks/gpu_check.py,
-    on machines without MLflow; every pipeline run is tracked."""
+    """The logger of a training with tracking off: it keeps nothing. For the processes other than rank 0
+    under DDP (rank 0 logs for all), and for benchmarks/gpu_check.py on machines without MLflow."""
 
     run_id = None
 
