@@ -67,7 +67,7 @@ def throughput(data: Path, device: torch.device, smoke: bool) -> list[dict]:
     import run as bench  # benchmarks/run.py: the same rows as the CPU benchmark
 
     args = SimpleNamespace(data=data, batch_sizes=[32] if smoke else [128, 512], steps=2 if smoke else 50,
-                           warmup=1 if smoke else 10, compile=not smoke, image_size=16 if smoke else 64,
+                           warmup=1 if smoke else 10, compile=not smoke, image_size=64,  # the tutorial's nets: 64x64
                            nz=16 if smoke else 100, width=8 if smoke else 64)
     return bench.bench_train(args, device)
 

@@ -8,10 +8,12 @@ One command, unchanged on a CPU or a GPU; figures are printed and written to rep
     .venv/bin/python benchmarks/run.py --profile        # plus a torch.profiler table of the eager step
 
 Training: 64x64 Fashion-MNIST (the defaults' model), images/s = batch / median time of the timed
-steps after warm-up. "tutorial loop" is the PyTorch tutorial's way, written here as the baseline:
-a DataLoader (2 workers) decoding and resizing PIL images per step, a host-to-device copy per step
-and `.item()` on every logged value every step. "eager fp32" is this pipeline's loop with every
-fast-path switch off; each following row adds one switch to the row above it.
+steps after warm-up. "tutorial loop" is the baseline, benchmarks/tutorial_dcgan.py's own loop
+(pytorch/examples dcgan/main.py) driven one iteration at a time in this process: a DataLoader (2
+workers) decoding and resizing PIL images per step, a host-to-device copy per step, `.item()` on
+every logged value and a printed line every step (its printing goes to /dev/null here). "eager
+fp32" is this pipeline's loop with every fast-path switch off; each following row adds one switch
+to the row above it.
 
 Versus (`--only versus`): benchmarks/tutorial_dcgan.py (pytorch/examples dcgan/main.py as a user
 runs it) and our train stage (`python stages/train.py`, MLflow included), each as its own process,
@@ -23,8 +25,10 @@ run pays for the speed probe (README, "Speed"); later runs read the verdict, as 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
+import os
 import resource
 import shutil
 import signal
@@ -36,7 +40,7 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -50,6 +54,7 @@ from dcgan.device import pick_device  # noqa: E402
 from dcgan.speed import cpu, has_bf16_units  # noqa: E402
 from dcgan.step import GANStep, epoch_batches  # noqa: E402
 from dcgan.switches import Speed  # noqa: E402
+from project_copy import copy_project  # noqa: E402
 
 MIRROR = "/usr/share/datasets/fashion-mnist"
 MB = 1024 * 1024
@@ -98,46 +103,26 @@ def flops_per_image(cfg, device: torch.device) -> float:
 
 
 def tutorial_loop(cfg, raw_root: Path, device: torch.device):
-    """The PyTorch tutorial's loop: decode + transform per step in workers, copy, `.item()` every step."""
-    from torchvision import transforms
-    from torchvision.datasets import FashionMNIST
+    """benchmarks/tutorial_dcgan.py's loop, one iteration a call (set up before the first). Its nets are
+    the tutorial's, 64x64 only: ours there, layer for layer (tests/test_models.py)."""
+    import tutorial_dcgan
 
-    dataset = FashionMNIST(str(raw_root), train=True, transform=transforms.Compose([
-        transforms.Resize(cfg.image_size), transforms.CenterCrop(cfg.image_size), transforms.ToTensor(),
-        transforms.Normalize((0.5,), (0.5,))]))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=2,
-                                         drop_last=True, persistent_workers=True)
-    generator, discriminator = (net.to(device) for net in build_models(cfg))
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    batches = iter(loader)
-    history = []
+    if cfg.image_size != 64:
+        raise SystemExit(f"the tutorial's nets make 64x64 images, not {cfg.image_size}x{cfg.image_size}")
+    out = raw_root / "tutorial-out"  # its real_samples.png and fake_samples_*.png
+    opt = tutorial_dcgan.parse_options(
+        ["--dataset", "fashion_mnist", "--dataroot", str(raw_root), "--batchSize", str(cfg.batch_size),
+         "--imageSize", "64", "--nz", str(cfg.nz), "--ngf", str(cfg.ngf), "--ndf", str(cfg.ndf), "--lr", str(cfg.lr),
+         "--beta1", str(cfg.beta1), "--manualSeed", str(cfg.seed), "--outf", str(out)]
+        + (["--cuda"] if device.type == "cuda" else []))
+    quiet = open(os.devnull, "w")
+    iterations = tutorial_dcgan.train(opt)
 
     def step() -> None:
-        nonlocal batches
-        try:
-            real, _ = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            real, _ = next(batches)
-        real = real.to(device)
-        ones = torch.ones(real.shape[0], device=device)
-        zeros = torch.zeros(real.shape[0], device=device)
-        d_real = discriminator(real)
-        fake = generator(torch.randn(real.shape[0], cfg.nz, 1, 1, device=device))
-        d_fake = discriminator(fake.detach())
-        loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        d_fake_after = discriminator(fake)
-        loss_g = F.binary_cross_entropy_with_logits(d_fake_after, ones)
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        history.append((loss_d.item(), loss_g.item(), torch.sigmoid(d_real).mean().item(),  # the host waits here
-                        torch.sigmoid(d_fake).mean().item(), torch.sigmoid(d_fake_after).mean().item()))
+        with contextlib.redirect_stdout(quiet):  # its line every step, printed, to nowhere
+            next(iterations)
 
+    step()  # the set-up: data set, DataLoader, nets, optimizers
     return step
 
 
@@ -198,24 +183,6 @@ def bench_train(args, device: torch.device) -> list[dict]:
     return rows
 
 
-def copy_project(prefix: str) -> Path:
-    """The project's tracked files in a fresh temporary git repository (results of local runs left out)."""
-    copy = Path(tempfile.mkdtemp(prefix=prefix)) / "project"
-    for name in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout.split():
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
-    subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
-    return copy
-
-
-def set_params(project: Path, **values) -> None:
-    lines = (project / "params.yaml").read_text().splitlines()
-    for key, value in values.items():
-        lines = [f"{key}: {value}" if line.startswith(f"{key}:") else line for line in lines]
-    (project / "params.yaml").write_text("\n".join(lines) + "\n")
-
-
 # Run a command, then print its output and the peak RSS of its largest descendant: a fresh process per
 # command, so that each figure is that command's own (RUSAGE_CHILDREN only ever grows within one process).
 PEAK_RSS = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, "
@@ -237,9 +204,9 @@ def timed_process(command: list[str], cwd: Path, env: dict) -> tuple[float, int,
 
 def bench_versus_tutorial(args, device: torch.device) -> dict:
     steps, batch = args.versus_steps, 128
-    project = copy_project("bench-versus-")
-    set_params(project, image_size=64, batch_size=batch, epochs=1, max_train_images=steps * batch,
-               device=device.type)
+    project = copy_project(Path(tempfile.mkdtemp(prefix="bench-versus-")) / "project",
+                           dict(image_size=64, batch_size=batch, epochs=1, max_train_images=steps * batch,
+                                device=device.type))
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home()),
            "XDG_CACHE_HOME": str(project.parent / "cache"),  # no earlier probe verdict: the first run measures
            "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
@@ -318,23 +285,21 @@ def bench_evaluate(args) -> dict:
     return {"n_samples": 10_000, "seconds": round(total, 1), **{k: round(v, 2) for k, v in parts.items()}}
 
 
-def quick_cpu_params() -> dict[str, str]:
-    """The quick CPU variant's overrides, as scripts/pipeline.sh (their one definition) passes them."""
+def quick_cpu_params() -> dict:
+    """The quick CPU variant's overrides, as scripts/pipeline.sh (their one definition) passes them
+    (`-S key=value`; the value read as YAML, as DVC reads it)."""
     line = next(line for line in (ROOT / "scripts" / "pipeline.sh").read_text().splitlines()
                 if line.startswith("QUICK_CPU=("))
-    return dict(item.split("=", 1) for item in line.removeprefix("QUICK_CPU=(").removesuffix(")").split() if item != "-S")
+    items = [item.split("=", 1) for item in line.removeprefix("QUICK_CPU=(").removesuffix(")").split() if item != "-S"]
+    return {key: yaml.safe_load(value) for key, value in items}
 
 
 def bench_pipeline(device: torch.device) -> dict:
     """Wall time of each stage of `dvc repro` in a fresh copy, then of a no-op re-run. With a GPU, the
     defaults; on a CPU, the quick CPU variant that `make pipeline` runs there (the defaults take hours)."""
-    copy = copy_project("bench-pipeline-")
-    if device.type != "cuda":
-        set_params(copy, **quick_cpu_params())
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home()),
-           "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
-    for command in (["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        subprocess.run(command, cwd=copy, env=env, check=True)
+    copy = copy_project(Path(tempfile.mkdtemp(prefix="bench-pipeline-")) / "project",
+                        quick_cpu_params() if device.type != "cuda" else {})
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home())}
     stages = ["download", "preprocess", "prepare_eval", "classifier", "train", "sample", "evaluate"]
     seconds, peak_rss = {}, {}
     for stage in stages:
@@ -356,7 +321,7 @@ def bench_pipeline(device: torch.device) -> dict:
 def bench_train_memory(seconds: float = 90) -> dict:
     """Host memory of the real train stage on the full Fashion-MNIST at the defaults (64x64): run it
     for `seconds`, read its peak RSS (VmHWM), then stop it with SIGTERM as a scheduler would."""
-    copy = copy_project("bench-memory-")
+    copy = copy_project(Path(tempfile.mkdtemp(prefix="bench-memory-")) / "project")
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home())}
     subprocess.run(["dvc", "repro", "-q", "preprocess"], cwd=copy, env=env, check=True, stdout=subprocess.DEVNULL)
     train = subprocess.Popen([sys.executable, "stages/train.py"], cwd=copy, env=env, stdout=subprocess.DEVNULL,

@@ -85,7 +85,8 @@ def train(opt):
     if opt.max_images:
         dataset = torch.utils.data.Subset(dataset, range(opt.max_images))
 
-    dataloader = torch.utils.data.DataLoader(dataset, batch_size=opt.batchSize, shuffle=True, num_workers=int(opt.workers))
+    dataloader = torch.utils.data.DataLoader(dataset, batch_size=opt.batchSize, shuffle=True,
+                                             num_workers=int(opt.workers))
     device = torch.device("cuda:0" if opt.cuda else "cpu")
     nz = int(opt.nz)
     ngf = int(opt.ngf)

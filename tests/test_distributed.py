@@ -7,14 +7,14 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_config, project_params
+from conftest import make_config, make_work_folder, project_params
 from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
 from dcgan.config import load_config
 from dcgan.errors import ConfigError
 from dcgan.metrics import TRAINING as LOGGED
 from dcgan.models import model_spec
-from test_faults import TINY, make_workdir, run_train
+from test_faults import TINY_FAULTS, run_train
 
 # No BatchNorm and no dropout: the one thing DDP changes on purpose (each process normalises with its
 # own share of the batch) is absent, so 2 processes must train what 1 does, up to float rounding.
@@ -23,9 +23,9 @@ NO_BATCHNORM = dict(arch="mlp", ngf=32, ndf=32, epochs=5, amp="off")  # bf16: fp
 
 
 def trained(folder, **params) -> tuple[dict, list[dict], str]:
-    make_workdir(folder, **params)
+    make_work_folder(folder, {**TINY_FAULTS, **params})
     result = run_train(folder)
-    checkpoint = load_checkpoint(folder / paths.CHECKPOINT, model_spec(make_config(**{**TINY, **params})))
+    checkpoint = load_checkpoint(folder / paths.CHECKPOINT, model_spec(make_config(**{**TINY_FAULTS, **params})))
     rows = list(csv.DictReader(open(folder / paths.TRAIN_LOG)))
     return checkpoint, rows, result.stdout
 

@@ -18,28 +18,19 @@ import torch
 import yaml
 
 import dcgan.train as training
-from conftest import ROOT, make_config, project_params
+from conftest import ROOT, TINY, free_port, make_config, make_work_folder
 from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
-from dcgan.io import save_tensors, write_json
+from dcgan.io import write_json
 from dcgan.models import model_spec
 from dcgan.tracking import RunLogger
 
-# 64 images, batch 16: 4 steps an epoch. Small enough to be quick, long enough to be killed mid-way.
-TINY = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, log_every=5, sample_every=20, eval_every=20,
-            checkpoint_every=10, keep_checkpoints=2, device="cpu",
-            amp="off", channels_last="off",  # fixed: `auto` could decide two runs apart differently
-            lr_decay_start=0.5)  # the learning rates fall in the second half: a resumed run must pick that up too
-
-
-def make_workdir(folder: Path, **overrides) -> Path:
-    """A project folder for the train stage: params.yaml, 64 preprocessed 16x16 images, its own MLflow store."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ".dvc").mkdir(exist_ok=True)
-    (folder / "params.yaml").write_text(yaml.safe_dump({**project_params(), **TINY, **overrides}))
-    images = torch.randint(0, 256, (64, 1, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    save_tensors(folder / paths.TRAIN_DATA, {"images": images})
-    return folder
+# TINY as the fault tests run it, with `epochs` named at each call: make_work_folder's 64 images at batch
+# 16 are 4 steps an epoch; small enough to be quick, long enough to be killed mid-way.
+TINY_FAULTS = {**TINY, "log_every": 5, "sample_every": 20, "eval_every": 20, "checkpoint_every": 10,
+               "keep_checkpoints": 2,
+               "amp": "off", "channels_last": "off",  # fixed: `auto` could decide two runs apart differently
+               "lr_decay_start": 0.5}  # the learning rates fall in the second half: a resumed run must pick that up too
 
 
 def stage_env() -> dict:
@@ -68,8 +59,18 @@ def wait_for_checkpoint(folder: Path, process: subprocess.Popen, timeout: float 
         time.sleep(0.02)
 
 
+def kill_9_after_a_checkpoint(folder: Path) -> subprocess.Popen:
+    """The train stage in `folder`, killed with SIGKILL a little after its first checkpoint."""
+    process = start_train(folder)
+    wait_for_checkpoint(folder, process)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return process
+
+
 def weights(folder: Path) -> dict:
-    cfg = make_config(**TINY)
+    cfg = make_config(**TINY_FAULTS)
     checkpoint = load_checkpoint(folder / paths.CHECKPOINT, model_spec(cfg))
     return {f"{net}.{k}": v for net in ("generator", "discriminator", "opt_g", "opt_d")
             for k, v in flatten(checkpoint[net]).items()}
@@ -100,18 +101,14 @@ def log_values(folder: Path) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
-    folder = make_workdir(tmp_path_factory.mktemp("uninterrupted"), epochs=150)
+    folder = make_work_folder(tmp_path_factory.mktemp("uninterrupted"), {**TINY_FAULTS, "epochs": 150})
     run_train(folder)
     return folder
 
 
 def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path, uninterrupted):
-    folder = make_workdir(tmp_path / "killed", epochs=150)  # 600 steps
-    process = start_train(folder)
-    wait_for_checkpoint(folder, process)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    folder = make_work_folder(tmp_path / "killed", {**TINY_FAULTS, "epochs": 150})  # 600 steps
+    process = kill_9_after_a_checkpoint(folder)
     assert process.returncode == -signal.SIGKILL
     run_id = yaml.safe_load((folder / paths.MLFLOW_RUN).read_text())["run_id"]
     assert not (folder / paths.CHECKPOINT).exists()
@@ -138,12 +135,8 @@ def test_kill_9_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path,
 def test_a_killed_training_resumes_after_a_param_that_does_not_shape_the_weights_changed(tmp_path, uninterrupted):
     """n_samples, kid_subsets, ... are read by sample and evaluate only (not config.WEIGHTS_PARAMS):
     changing them between the kill and the next run must not restart the training."""
-    folder = make_workdir(tmp_path / "killed", epochs=150)
-    process = start_train(folder)
-    wait_for_checkpoint(folder, process)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    folder = make_work_folder(tmp_path / "killed", {**TINY_FAULTS, "epochs": 150})
+    kill_9_after_a_checkpoint(folder)
 
     params = yaml.safe_load((folder / "params.yaml").read_text())
     (folder / "params.yaml").write_text(yaml.safe_dump({**params, "n_samples": 5000, "kid_subsets": 7,
@@ -157,7 +150,7 @@ def test_a_killed_training_resumes_after_a_param_that_does_not_shape_the_weights
 
 
 def test_sigterm_writes_a_checkpoint_marks_the_run_killed_and_exits_non_zero(tmp_path, uninterrupted):
-    folder = make_workdir(tmp_path / "terminated", epochs=150)
+    folder = make_work_folder(tmp_path / "terminated", {**TINY_FAULTS, "epochs": 150})
     process = start_train(folder)
     wait_for_checkpoint(folder, process)
     process.send_signal(signal.SIGTERM)
@@ -178,19 +171,19 @@ def test_sigterm_writes_a_checkpoint_marks_the_run_killed_and_exits_non_zero(tmp
 
 
 def trained_reference(tmp_path: Path, monkeypatch) -> Path:
-    """40 steps of TINY without a fault, in a folder and MLflow store of their own."""
+    """40 steps of TINY_FAULTS without a fault, in a folder and MLflow store of their own."""
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    folder = make_workdir(tmp_path / "reference", epochs=10)
+    folder = make_work_folder(tmp_path / "reference", {**TINY_FAULTS, "epochs": 10})
     monkeypatch.chdir(folder)
-    training.train(make_config(**TINY, epochs=10))
+    training.train(make_config(**{**TINY_FAULTS, "epochs": 10}))
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exported this folder's store
     return folder
 
 
 def test_a_crash_with_a_corrupt_last_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch):
     reference = trained_reference(tmp_path, monkeypatch)
-    crashed = make_workdir(tmp_path / "crashed", epochs=10)
+    crashed = make_work_folder(tmp_path / "crashed", {**TINY_FAULTS, "epochs": 10})
     monkeypatch.chdir(crashed)
     original, calls = training.GANStep.step, []
 
@@ -202,21 +195,21 @@ def test_a_crash_with_a_corrupt_last_checkpoint_resumes_from_the_one_before(tmp_
 
     monkeypatch.setattr(training.GANStep, "step", crash_at_step_35)
     with pytest.raises(RuntimeError, match="injected crash"):
-        training.train(make_config(**TINY, epochs=10))
+        training.train(make_config(**{**TINY_FAULTS, "epochs": 10}))
     checkpoints = sorted(paths.UNFINISHED_RUNS.glob("*/step_*.pt"))
     # every 10 steps and at each epoch end (4 steps), the last K = 2 kept
     assert [p.name for p in checkpoints] == ["step_00000030.pt", "step_00000032.pt"]
     checkpoints[-1].write_bytes(checkpoints[-1].read_bytes()[:1000])  # truncated, as a failing disk would
 
     monkeypatch.setattr(training.GANStep, "step", original)
-    training.train(make_config(**TINY, epochs=10))
+    training.train(make_config(**{**TINY_FAULTS, "epochs": 10}))
     assert_identical(weights(crashed), weights(reference))
 
 
 def test_a_stop_while_publishing_a_completed_training_publishes_on_the_next_run(tmp_path, monkeypatch, capsys):
     """A stage's starter can die after its last step (lifetime.py): the outputs come on the next run."""
     reference = trained_reference(tmp_path, monkeypatch)
-    stopped = make_workdir(tmp_path / "stopped", epochs=10)
+    stopped = make_work_folder(tmp_path / "stopped", {**TINY_FAULTS, "epochs": 10})
     monkeypatch.chdir(stopped)
     original = training.training_curves
 
@@ -225,13 +218,13 @@ def test_a_stop_while_publishing_a_completed_training_publishes_on_the_next_run(
 
     monkeypatch.setattr(training, "training_curves", stopped_mid_publish)
     with pytest.raises(RuntimeError, match="injected stop"):
-        training.train(make_config(**TINY, epochs=10))
+        training.train(make_config(**{**TINY_FAULTS, "epochs": 10}))
     run_id = yaml.safe_load((stopped / paths.MLFLOW_RUN).read_text())["run_id"]
     assert sorted(p.name for p in paths.UNFINISHED_RUNS.glob("*/step_*.pt"))[-1] == "step_00000040.pt"
 
     monkeypatch.setattr(training, "training_curves", original)
     capsys.readouterr()
-    training.train(make_config(**TINY, epochs=10))
+    training.train(make_config(**{**TINY_FAULTS, "epochs": 10}))
     assert "resuming from step 40 of 40" in capsys.readouterr().out  # no step trained again
     assert not list(paths.UNFINISHED_RUNS.iterdir())
     assert (stopped / paths.TRAIN_CURVES).is_file()
@@ -244,7 +237,7 @@ def test_a_stop_while_publishing_a_completed_training_publishes_on_the_next_run(
 def test_an_injected_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    monkeypatch.chdir(make_workdir(tmp_path / "nan", epochs=10))
+    monkeypatch.chdir(make_work_folder(tmp_path / "nan", {**TINY_FAULTS, "epochs": 10}))
     original, calls = training.GANStep.step, []
 
     def nan_from_step_23(self, *args):
@@ -258,11 +251,11 @@ def test_an_injected_nan_stops_training_naming_the_step_and_keeps_the_last_good_
 
     monkeypatch.setattr(training.GANStep, "step", nan_from_step_23)
     with pytest.raises(training.TrainingDiverged, match="not finite at step 23 of 40") as error:
-        training.train(make_config(**TINY, epochs=10))
+        training.train(make_config(**{**TINY_FAULTS, "epochs": 10}))
     assert "step_00000020.pt" in str(error.value) and "lower the learning rates" in str(error.value)
     kept = sorted(paths.UNFINISHED_RUNS.glob("*/step_*.pt"))
     assert [p.name for p in kept] == ["step_00000016.pt", "step_00000020.pt"]  # none from step 23 on
-    good = load_checkpoint(kept[-1], model_spec(make_config(**TINY)))
+    good = load_checkpoint(kept[-1], model_spec(make_config(**TINY_FAULTS)))
     assert all(torch.isfinite(t).all() for t in good["generator"].values() if t.is_floating_point())
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'nan' / 'mlflow.db'}")
     run = mlflow.get_run(good["mlflow_run_id"])
@@ -294,12 +287,6 @@ def test_files_written_atomically_get_the_mode_of_any_new_file(tmp_path, umask):
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode)
     assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o666 & ~umask
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MlflowServer:
@@ -340,7 +327,7 @@ def test_an_mlflow_server_down_mid_run_never_stops_training_and_gets_everything_
         monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
         monkeypatch.delenv("DVC_ROOT", raising=False)
         monkeypatch.setattr(RunLogger, "retry_seconds", 0.0)
-        monkeypatch.chdir(make_workdir(tmp_path / "project", epochs=10))
+        monkeypatch.chdir(make_work_folder(tmp_path / "project", {**TINY_FAULTS, "epochs": 10}))
         original, calls = training.GANStep.step, []
 
         def outage_from_step_8_to_27(self, *args):
@@ -352,7 +339,7 @@ def test_an_mlflow_server_down_mid_run_never_stops_training_and_gets_everything_
             return original(self, *args)
 
         monkeypatch.setattr(training.GANStep, "step", outage_from_step_8_to_27)
-        training.train(make_config(**TINY, epochs=10))
+        training.train(make_config(**{**TINY_FAULTS, "epochs": 10}))
         captured = capsys.readouterr()
         assert captured.err.count("is unreachable") == 1  # said once, not at every step
         assert "MLflow is reachable again" in captured.out

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY, free_port, requires_fashion_mnist, wait_for_http
+from conftest import TINY_PROJECT, free_port, requires_fashion_mnist, wait_for_http
 from dcgan import paths
 from dcgan.config import load_config
 from dcgan.data.normalize import denormalize
@@ -35,7 +35,7 @@ def workspace_run(copy: Path):
 def sample_stage_latents(copy: Path) -> tuple[np.ndarray, torch.Tensor]:
     """The latent vectors the sample stage drew (its first batch), and the images it made of them."""
     cfg = load_config(copy / "params.yaml")
-    noise = draw_noise(TINY["n_samples"], cfg, rng=torch.Generator().manual_seed(cfg.seed + 1))
+    noise = draw_noise(TINY_PROJECT["n_samples"], cfg, rng=torch.Generator().manual_seed(cfg.seed + 1))
     return noise.reshape(len(noise), cfg.nz).numpy(), load_tensors(copy / paths.SAMPLES)["images"]
 
 
@@ -73,7 +73,7 @@ def test_mlflow_models_serve_answers_latent_vectors_with_images(project):
         os.killpg(server.pid, 9)
         server.wait(timeout=30)
     images = np.asarray(answer["predictions"], dtype=np.float32)
-    assert images.shape == (5, 1, TINY["image_size"], TINY["image_size"])
+    assert images.shape == (5, 1, TINY_PROJECT["image_size"], TINY_PROJECT["image_size"])
     assert images.min() >= -1 and images.max() <= 1  # G's tanh
     served = denormalize(torch.from_numpy(images))
     assert (served.int() - sampled[:5].int()).abs().max() <= 1

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY, in_users_shell, make_project, requires_fashion_mnist, run
+from conftest import ROOT, TINY_PROJECT, in_users_shell, make_project, requires_fashion_mnist, run
 from dcgan import paths
 
 @pytest.mark.slow
@@ -124,7 +124,7 @@ def test_the_mlp_baseline_lands_in_mlflow_beside_the_dcgan_runs(project):
     assert len(runs) == 1 and runs[0].info.run_name == "mlp-baseline" and runs[0].info.status == "FINISHED"
     assert math.isfinite(runs[0].data.metrics["scores/fd_classifier"])
     generator = mlflow.pytorch.load_model(f"runs:/{runs[0].info.run_id}/generator")  # the mlp's G is a model too
-    assert generator(torch.zeros(2, TINY["nz"])).shape == (2, 1, 16, 16)
+    assert generator(torch.zeros(2, TINY_PROJECT["nz"])).shape == (2, 1, 16, 16)
     dcgan_runs = mlflow.search_runs(experiment_names=["dcgan"], filter_string="params.arch = 'dcgan'")
     assert len(dcgan_runs) >= 3
 
@@ -163,12 +163,12 @@ def test_metrics_file_has_finite_scores_next_to_the_floor(project):
     assert metrics["gan"]["loss_d"] == pytest.approx(float(rows[-1]["loss_d"]))  # the last logged window
     assert metrics["gan"]["images_per_second"] > 0
     assert 0 < metrics["setup"]["classifier_test_accuracy"] <= 1
-    assert metrics["setup"]["n_generated"] == TINY["n_samples"] == metrics["setup"]["n_floor"]
+    assert metrics["setup"]["n_generated"] == TINY_PROJECT["n_samples"] == metrics["setup"]["n_floor"]
     curve = list(csv.DictReader(open(copy / paths.QUALITY_CURVE)))
     assert [int(row["step"]) for row in curve] == [4, 8]  # 256 images / batch 32 = 8 steps, every 4
     assert all(math.isfinite(float(row["fd_classifier"])) for row in curve)
     data = json.loads((copy / paths.DATA_REPORT).read_text())
-    assert data["count"] == TINY["max_train_images"] and data["shape"] == [1, 16, 16]
+    assert data["count"] == TINY_PROJECT["max_train_images"] and data["shape"] == [1, 16, 16]
     assert -1.0 <= data["normalized_min"] < 0 < data["normalized_max"] <= 1.0  # downscaling softens extremes
 
 
@@ -239,7 +239,7 @@ def test_dvc_push_to_a_remote_then_pull_into_a_fresh_clone_restores_every_output
 @pytest.mark.slow
 @requires_fashion_mnist
 def test_killing_dvc_repro_mid_training_and_running_it_again_resumes(tmp_path):
-    copy, env = make_project(tmp_path / "project", {**TINY, "epochs": 200, "checkpoint_every": 20})
+    copy, env = make_project(tmp_path / "project", {**TINY_PROJECT, "epochs": 200, "checkpoint_every": 20})
     process = subprocess.Popen(["dvc", "repro"], cwd=copy, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
@@ -258,8 +258,8 @@ def test_killing_dvc_repro_mid_training_and_running_it_again_resumes(tmp_path):
 @pytest.mark.slow
 @requires_fashion_mnist
 def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tmp_path):
-    copy, env = make_project(tmp_path / "project", {**TINY, "epochs": 400, "checkpoint_every": 20,
-                                                    "sample_every": 10_000, "eval_every": 10_000})
+    copy, env = make_project(tmp_path / "project", {**TINY_PROJECT, "epochs": 400, "checkpoint_every": 20,
+                                                            "sample_every": 10_000, "eval_every": 10_000})
     env["OMP_NUM_THREADS"] = "1"  # tiny nets: one thread each leaves a core for DVC's worker
     env["SHELL"] = "/bin/sh"  # DVC runs the stage in it; dash forks, so a shell stands between the stage and DVC
     unfinished = copy / paths.UNFINISHED_RUNS
