@@ -19,7 +19,7 @@ Versus (`--only versus`): benchmarks/tutorial_dcgan.py (pytorch/examples dcgan/m
 runs it) and our train stage (`python stages/train.py`, MLflow included), each as its own process,
 on the same first images, 64x64, batch 128, the same step count, alternating A B A B. The median
 ratio of whole-process wall times is the figure. Ours starts with an empty probe cache, so its first
-run pays for the speed probe (README, "Speed"); later runs read the verdict, as on a user's machine.
+run pays for the speed probe (docs/speed.md); later runs read the verdict, as on a user's machine.
 """
 
 from __future__ import annotations
