@@ -7,6 +7,7 @@ import torch
 from conftest import make_config
 from dcgan.checkpoint import load_checkpoint, save_checkpoint
 from dcgan.errors import CheckpointError
+from dcgan.io import load_tensors, save_tensors
 from dcgan.models import build_models, model_spec
 
 
@@ -72,3 +73,13 @@ def test_a_run_folder_is_held_by_one_training_at_a_time(tmp_path):
     RunFolder(tmp_path, {"lr": 0.0001}).lock()  # other params: another folder, free
     first._lock_file.close()  # the process holding it ended
     RunFolder(tmp_path, {"lr": 0.0002}).lock()
+
+
+def test_the_same_tensors_saved_twice_are_the_same_bytes(tmp_path):
+    """DVC hashes outputs by their bytes: a stage that writes what it wrote before must leave the
+    stages after it cached (and a resumed training's data digest unchanged)."""
+    data = {"images": torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16), "labels": torch.zeros(1)}
+    save_tensors(tmp_path / "first.pt", data)
+    save_tensors(tmp_path / "second" / "train.pt", data)
+    assert (tmp_path / "first.pt").read_bytes() == (tmp_path / "second" / "train.pt").read_bytes()
+    assert torch.equal(load_tensors(tmp_path / "first.pt")["images"], data["images"])

@@ -60,8 +60,11 @@ def write_csv(path: str | Path, rows: list[dict], columns: tuple[str, ...]) -> N
 
 
 def save_tensors(path: str | Path, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    """Through a file object: given a path, torch.save names the archive's records after the file, here
+    the random temporary name, so the same tensors gave other bytes each time, and DVC saw a changed
+    output (and re-ran every stage after it) where nothing had changed."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(data, f)
 
 
 def load_tensors(path: str | Path) -> dict:
