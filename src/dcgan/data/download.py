@@ -15,7 +15,8 @@ from typing import Callable, Optional
 
 from dcgan.data.archives import md5_of, require_checksum, safe_extract, sha256_of
 from dcgan.data.datasets import DATASETS
-from dcgan.data.raw import CELEBA_IMAGES, CELEBA_PARTITION, CIFAR10_FOLDER, IMAGE_SUFFIXES, image_files, raw_folder
+from dcgan.data.raw import (CELEBA_IMAGES, CELEBA_PARTITION, CIFAR10_FOLDER, CIFAR10_MD5, IMAGE_SUFFIXES, image_files,
+                            raw_folder)
 from dcgan.errors import DataError
 from dcgan.io import atomic_path
 
@@ -36,17 +37,9 @@ MNIST_GZ_MD5 = {
     "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
 }
-# CIFAR-10: torchvision.datasets.CIFAR10's md5 of the archive and of each extracted file.
+# CIFAR-10: torchvision.datasets.CIFAR10's md5 of the archive (of each extracted file: raw.CIFAR10_MD5).
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_MD5 = {  # keys: raw.CIFAR10_BATCHES
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-}
 # CelebA: torchvision.datasets.CelebA's md5 of the aligned-faces zip and of the partition list.
 CELEBA_ZIP = "img_align_celeba.zip"
 CELEBA_ZIP_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"

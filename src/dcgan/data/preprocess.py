@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from dcgan.data.datasets import DATASETS
-from dcgan.data.raw import CELEBA_IMAGES, CELEBA_PARTITION, CIFAR10_BATCHES, image_files, raw_folder
+from dcgan.data.raw import CELEBA_IMAGES, CELEBA_PARTITION, CIFAR10_MD5, image_files, raw_folder
 from dcgan.data.normalize import normalize
 from dcgan.errors import DataError
 from dcgan.io import progress_bar
@@ -64,7 +64,7 @@ def _read_cifar10(raw_root: Path, train: bool) -> tuple[torch.Tensor, torch.Tens
     folder = raw_folder(raw_root, "cifar10")
     if not folder.is_dir():
         raise _missing_raw(raw_root, "cifar10")
-    names = [name for name in CIFAR10_BATCHES if name.startswith("data_batch") == train]
+    names = [name for name in CIFAR10_MD5 if name.startswith("data_batch") == train]
     images, labels = [], []
     for name in names:
         try:

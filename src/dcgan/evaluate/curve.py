@@ -20,7 +20,6 @@ from dcgan.models import build_generator
 from dcgan.sample import generate_images
 
 
-
 def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray, test_radii: tuple) -> list[dict]:
     rows = []
     generator = build_generator(cfg)
