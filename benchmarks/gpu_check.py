@@ -6,7 +6,9 @@
 3. the default training (params.yaml: 64x64, 5 epochs, the full Fashion-MNIST) through the package's
    own train loop, end to end, with tracking off (the GPU machine has no MLflow: `train(tracked=False)`,
    a mode for this check alone);
-4. 10,000 samples of that G as uint8 files of at most 15 MiB each, and report.json, into OUT.
+4. 10,000 samples of that G as uint8 files of at most 15 MiB each, and report.json, into OUT;
+5. runs sharing the device: 1, 2 and 4 trainings of the quick variant at once (as `dvc queue start -j N`
+   runs a sweep's seeds), their wall time and runs per hour.
 
     python benchmarks/gpu_check.py OUT [--data DIR]      # on the GPU machine (make gpu-check)
     python benchmarks/gpu_check.py OUT --smoke           # the same steps on the CPU at tiny sizes (make test)
@@ -46,6 +48,10 @@ from dcgan.speed import cpu  # noqa: E402
 CARRIED_DATA = ROOT / ".gpu-carry" / "fashion-mnist"  # what benchmarks/README.md's carry command brings
 DEBIAN_DATA = Path("/usr/share/datasets/fashion-mnist")
 MAX_FILE_BYTES = 15 * 1024 * 1024
+# The quick variant of scripts/pipeline.sh at 2 epochs: a sweep's small run, for step 5.
+SHARED_RUN = dict(image_size=32, ngf=32, ndf=32, epochs=2, label_smoothing=0.1, log_every=50, sample_every=10_000,
+                  eval_every=10_000, checkpoint_every=10_000)
+SHARED_COUNTS = (1, 2, 4)
 SMOKE = dict(image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, max_train_images=256, log_every=2,
              sample_every=4, eval_every=4, n_samples=300)
 
@@ -143,6 +149,44 @@ def score(out: Path) -> None:
     print(json.dumps(report["scores_here"], indent=2))
 
 
+def train_one(work: Path) -> None:
+    """One training in `work` (its params.yaml and data ready): a process of step 5."""
+    from dcgan.train import train
+
+    os.chdir(work)
+    train(load_config(work / "params.yaml"), tracked=False)
+
+
+def shared_device(data: Path, device: torch.device, smoke: bool, work: Path) -> list[dict]:
+    """N trainings at once on one device, each its own process, as a sweep's queue workers run them."""
+    import yaml
+
+    update = {"device": device.type, **(SMOKE if smoke else SHARED_RUN)}
+    params = {**yaml.safe_load((ROOT / "params.yaml").read_text()), **update}
+    fetch_fashion_mnist(data, work / "raw")
+    split = prepare_split(work / "raw", train=True, size=params["image_size"], max_images=params["max_train_images"])
+    rows = []
+    for count in SHARED_COUNTS[:2] if smoke else SHARED_COUNTS:
+        folders = []
+        for index in range(count):
+            folder = work / f"{count}-{index}"
+            (folder / ".dvc").mkdir(parents=True, exist_ok=True)
+            (folder / "params.yaml").write_text(yaml.safe_dump({**params, "seed": index + 1}))
+            save_tensors(folder / paths.TRAIN_DATA, {"images": split["images"]})
+            folders.append(folder)
+        started = time.perf_counter()
+        runs = [subprocess.Popen([sys.executable, __file__, "--train-one", str(folder), "unused"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for folder in folders]
+        failed = [run.stderr.read()[-2000:] for run in runs if run.wait() != 0]
+        seconds = time.perf_counter() - started
+        if failed:
+            raise RuntimeError(f"a run of {count} at once failed:\n{failed[0]}")
+        rows.append({"runs_at_once": count, "seconds": round(seconds, 1),
+                     "runs_per_hour": round(count * 3600 / seconds, 1), "config": update})
+        print(f"  {count} at once: {seconds:.1f} s, {rows[-1]['runs_per_hour']} runs/hour")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the samples and report.json")
@@ -150,7 +194,10 @@ def main() -> None:
                                                   "else Debian's /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, in seconds (make test runs it)")
     parser.add_argument("--score", action="store_true", help="score the samples in OUT with the domain classifier")
+    parser.add_argument("--train-one", type=Path, help=argparse.SUPPRESS)  # a process of step 5
     args = parser.parse_args()
+    if args.train_one:
+        return train_one(args.train_one)
     out = args.out.resolve()
     if args.score:
         return score(out)
@@ -175,6 +222,9 @@ def main() -> None:
         print("4. samples:")
         report["samples"] = write_samples(cfg, device, out)
         os.chdir(ROOT)
+    print("5. runs sharing the device (a sweep's -j N):")
+    with tempfile.TemporaryDirectory(prefix="gpu-check-shared-") as work:
+        report["shared_device"] = shared_device(data, device, args.smoke, Path(work))
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json(out / "report.json", report)
     print(f"done in {report['seconds']:.0f} s -> {out}/report.json")

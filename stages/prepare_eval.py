@@ -27,7 +27,7 @@ def main() -> None:
     if spec.has_test_split:
         real, test = split(train=True, max_images=real_cap), split(train=False)
     else:
-        real, test = held_out_split(split(train=True), cfg.seed)
+        real, test = held_out_split(split(train=True), cfg.eval_seed)
         print(f"{cfg.dataset} has no test split: {len(test['images'])} images held out as the test set")
     for name, data, path in (("real", real, paths.EVAL_TRAIN_DATA), ("test", test, paths.EVAL_TEST_DATA)):
         save_tensors(path, data)

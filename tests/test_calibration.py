@@ -10,7 +10,9 @@ from dcgan.data.preprocess import prepare_split
 from dcgan.evaluate.classes import class_shares
 from dcgan.evaluate.calibration import reference_sets
 from dcgan.evaluate.classifier import predict, train_classifier
-from dcgan.evaluate.scores import classifier_scores
+from dcgan import paths
+from dcgan.evaluate.scores import classifier_scores, floor_images
+from dcgan.io import save_tensors
 
 N = 2000
 CFG = make_config(kid_subset_size=500, kid_subsets=20)
@@ -106,3 +108,20 @@ def test_blur_lowers_fidelity(lab, floor):
 def test_the_same_samples_give_the_same_scores(lab):
     score, (images, _) = lab
     assert score(images[:500]) == score(images[:500])  # bootstrap and subsets are seeded
+
+
+def test_the_floor_of_a_64_px_run_is_where_real_64_px_images_land(lab, tmp_path, monkeypatch):
+    """A perfect G of a 64-px run gives real 64-px images, scored through the samples' path (64 -> 32):
+    evaluate's floor takes the same path, so such images land on it within the spreads. The floor taken
+    from 28 px straight to 32 px (before) sat far below them."""
+    score, held_out = lab
+    fetch_fashion_mnist(DEBIAN_MIRROR, tmp_path / "raw")
+    at_64 = prepare_split(tmp_path / "raw", train=True, size=64, max_images=10_000 + 2 * N)["images"][10_000:]
+    monkeypatch.chdir(tmp_path)
+    save_tensors(paths.TRAIN_DATA, {"images": at_64[:N]})  # what preprocess writes for a 64-px run
+    floor = score(floor_images(make_config(image_size=64), N))
+    perfect = score(at_64[N:])  # other real images at 64 px, as a perfect G would draw them
+    spread = 3 * (floor["fd_classifier_std"] + perfect["fd_classifier_std"])
+    assert abs(perfect["fd_classifier"] - floor["fd_classifier"]) < spread
+    straight = score(held_out[0][N:])  # the same images as `perfect`, from 28 px straight to 32
+    assert straight["fd_classifier"] < perfect["fd_classifier"] - spread

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_config
+from dcgan import config
 from dcgan.config import WEIGHTS_PARAMS, Config
 from dcgan.distributed import World
 from dcgan.models import model_spec
@@ -120,8 +121,10 @@ def is_cfg(node: ast.AST) -> bool:
 
 
 def param_lists() -> dict[str, tuple[str, ...]]:
-    """Module-level tuples of param names (config.WEIGHTS_PARAMS, switches.SWITCHES)."""
-    found = {}
+    """Module-level tuples of param names: written out (config.WEIGHTS_PARAMS, switches.SWITCHES), or
+    made from others in dcgan.config (config.CONFIG_PARAMS), whose values are read from the module."""
+    found = {name: value for name, value in vars(config).items()
+             if isinstance(value, tuple) and value and all(isinstance(key, str) and key in FIELDS for key in value)}
     for path in (SRC / PACKAGE).rglob("*.py"):
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Tuple) and node.value.elts and all(

@@ -25,6 +25,8 @@ def test_the_smoke_mode_runs_every_step_and_writes_the_samples_and_report(tmp_pa
     assert all(row["images_per_second"] > 0 for row in report["throughput"])
     training = report["default_training"]
     assert training["images"] == 256 and int(training["last_logged"]["step"]) == 8  # 256 images / batch 32
+    assert [row["runs_at_once"] for row in report["shared_device"]] == [1, 2]  # what a sweep's -j N gives
+    assert all(row["seconds"] > 0 and row["runs_per_hour"] > 0 for row in report["shared_device"])
     images = torch.cat([load_tensors(tmp_path / "out" / f["file"])["images"] for f in report["samples"]["files"]])
     assert images.dtype == torch.uint8 and images.shape == (300, 1, 16, 16) and images.float().std() > 0
 

@@ -66,7 +66,7 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
         for name in ("gan/loss_d", "gan/loss_g", "gan/d_x", "gan/d_g_z_before_d_step", "gan/d_g_z_after_d_step"):
             assert len(client.get_metric_history(mlflow_run.info.run_id, name)) > 1, name
         for name in ("scores/fd_classifier", "scores_floor/fd_classifier", "scores/kid_classifier",
-                     "scores_spread/kid_classifier", "scores_floor/recall_classifier", "setup/n_generated"):
+                     "scores_sample_spread/kid_classifier", "scores_floor/recall_classifier", "setup/n_generated"):
             assert math.isfinite(mlflow_run.data.metrics[name]), name
         assert not [name for name in mlflow_run.data.metrics if "/" not in name]  # every value in a section
         steps = [m.step for m in client.get_metric_history(mlflow_run.info.run_id, "scores_over_training/fd_classifier")]
@@ -151,19 +151,23 @@ def test_an_unlabelled_image_folder_runs_and_says_why_classifier_scores_are_skip
 def test_metrics_file_has_finite_scores_next_to_the_floor(project):
     copy, _ = project
     metrics = json.loads((copy / paths.METRICS).read_text())
-    assert list(metrics) == ["gan", "scores", "scores_spread", "scores_floor", "scores_floor_spread", "setup", "notes"]
+    assert list(metrics) == ["gan", "scores", "scores_sample_spread", "scores_floor", "scores_floor_sample_spread",
+                             "setup", "notes"]
     for score in ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
                   "density_classifier", "coverage_classifier", "class_entropy_ratio", "is_classifier"):
         for section in ("scores", "scores_floor"):
             assert math.isfinite(metrics[section][score]), (section, score)
-    for section, spread in (("scores_spread", "fd_classifier"), ("scores_spread", "kid_classifier"),
-                            ("scores_floor_spread", "precision_classifier")):
+    for section, spread in (("scores_sample_spread", "fd_classifier"), ("scores_sample_spread", "kid_classifier"),
+                            ("scores_floor_sample_spread", "precision_classifier")):
         assert math.isfinite(metrics[section][spread]) and metrics[section][spread] >= 0, spread
     rows = list(csv.DictReader(open(copy / paths.TRAIN_LOG)))
     assert metrics["gan"]["loss_d"] == pytest.approx(float(rows[-1]["loss_d"]))  # the last logged window
     assert metrics["gan"]["images_per_second"] > 0
     assert 0 < metrics["setup"]["classifier_test_accuracy"] <= 1
     assert metrics["setup"]["n_generated"] == TINY_PROJECT["n_samples"] == metrics["setup"]["n_floor"]
+    # The floor's real images took the samples' path: the training size, then eval_image_size.
+    assert (metrics["setup"]["floor_image_size"], metrics["setup"]["eval_image_size"]) == (16, 32)
+    assert "at 16 px" in metrics["notes"]["floor_path"] and "resized to 32 px" in metrics["notes"]["floor_path"]
     curve = list(csv.DictReader(open(copy / paths.QUALITY_CURVE)))
     assert [int(row["step"]) for row in curve] == [4, 8]  # 256 images / batch 32 = 8 steps, every 4
     assert all(math.isfinite(float(row["fd_classifier"])) for row in curve)

@@ -26,6 +26,11 @@ WEIGHTS_PARAMS = ("seed", "dataset", "channels", "image_size", "arch", "nz", "ng
                   "batch_size", "nproc", "lr", "lr_d", "lr_g", "beta1", "label_smoothing", "ema_decay",
                   "lr_decay_start")
 
+# A configuration, as dcgan-compare and MLflow's `config` tag group runs: what shapes the trained weights but
+# the seed, the params that choose the training images (they reach the weights through the data's bytes)
+# and how long it trains. Runs that share these differ by chance alone, so their spread is the seed's.
+CONFIG_PARAMS = (*(key for key in WEIGHTS_PARAMS if key != "seed"), "path", "max_train_images", "epochs")
+
 # Powers of two (4x4 maps next to the latent) and 28, the 7 -> 14 -> 28 layout of the MNIST tutorials.
 IMAGE_SIZES = (16, 28, 32, 64, 128, 256)
 
@@ -88,6 +93,7 @@ class Config(BaseModel):
     sample_bn_mode: Literal["eval", "train"]
     curve_samples: int = Field(ge=64)
     eval_image_size: int
+    eval_seed: int = Field(ge=0, lt=2**32, description="the evaluation's own randomness, the same for every run")
     classifier_epochs: int = Field(ge=1)
     inception: Literal["auto", "on", "off"]
     kid_subset_size: int = Field(ge=10)

@@ -129,13 +129,17 @@ def class_histogram(shares: dict[str, list[float]], class_names: list[str], path
     _save_figure(fig, path)
 
 
-def quality_curve(rows: list[dict], path: str | Path) -> None:
-    """fd_classifier and precision/recall of G's snapshots against the images seen in training."""
+def quality_curve(rows: list[dict], path: str | Path, fd_floor: float | None = None) -> None:
+    """fd_classifier and precision/recall of G's snapshots against the images seen in training;
+    `fd_floor`: real training images' fd_classifier at the curve's sample count, drawn as a line."""
     plt = _pyplot()
 
     seen = [row["images_seen"] for row in rows]
     fig, (ax_fd, ax_pr) = plt.subplots(1, 2, figsize=(12, 4))
-    ax_fd.plot(seen, [row["fd_classifier"] for row in rows], marker="o")
+    ax_fd.plot(seen, [row["fd_classifier"] for row in rows], marker="o", label="G's snapshots")
+    if fd_floor is not None and fd_floor > 0:  # a log axis
+        ax_fd.axhline(fd_floor, color="gray", linestyle="--", label="floor: real training images")
+        ax_fd.legend()
     ax_fd.set(xlabel="images seen", ylabel="fd_classifier (lower is better)", yscale="log",
               title="Frechet distance over training")
     for name in ("precision", "recall", "density", "coverage"):
@@ -154,4 +158,38 @@ def notice(text: str, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 2))
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    _save_figure(fig, path)
+
+
+def seed_comparison(configurations: list[dict], baseline: str, path: str | Path) -> None:
+    """dcgan-compare's figure: per score, each seed's value as a dot, per configuration, with the mean
+    and its 95% t-interval over seeds (`configurations`: the comparison's, as in its JSON)."""
+    import numpy as np
+    from scipy import stats
+
+    plt = _pyplot()
+    scores = list(dict.fromkeys(score for config in configurations for score in config["scores"]))
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores) + 1, 4), squeeze=False)
+    names = [config["name"] for config in configurations]
+    for ax, score in zip(axes[0], scores):
+        for x, config in enumerate(configurations):
+            entry = config["scores"].get(score)
+            if entry is None:
+                continue
+            values = np.asarray(entry["values"])
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+            color = "tab:orange" if config["config"] == baseline else "tab:blue"
+            ax.scatter(x + jitter, values, s=18, color=color, alpha=0.8, zorder=3)
+            if len(values) > 1:
+                half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+                ax.errorbar(x + 0.25, values.mean(), yerr=half, fmt="_", color="black", capsize=4, markersize=14)
+            else:
+                ax.plot(x + 0.25, values.mean(), "_", color="black", markersize=14)
+        ax.set_xticks(range(len(names)), [name if len(name) < 28 else name[:25] + "..." for name in names],
+                      rotation=20, ha="right", fontsize=8)
+        ax.set_title(score, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("each dot: one training seed; bar: mean and its 95% interval over seeds (orange: baseline)",
+                 fontsize=9)
+    fig.tight_layout()
     _save_figure(fig, path)

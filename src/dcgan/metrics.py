@@ -3,7 +3,7 @@
 MLflow groups its charts into sections by the part before the last `/`, and (in 3.17) orders the
 sections alphabetically. The section names are chosen so that this order is the order a GAN
 researcher reads in: the training first (`gan/`: losses of D and G, D(x), D(G(z))), then the scores
-of the samples, each score's floor and spreads, the scores over training, and the set-up.
+of the samples, each score's floor and sample spreads, the scores over training, and the set-up.
 reports/metrics.json holds the same values as nested groups ({"scores": {"fd_classifier": ...}}),
 so `dvc exp show` shows `scores.fd_classifier` where MLflow shows `scores/fd_classifier`.
 """
@@ -13,12 +13,16 @@ from __future__ import annotations
 GAN = "gan"                          # the training: losses, D's mean outputs, throughput (every `log_every` steps)
 SCORES = "scores"                    # the samples against the real test split
 FLOOR = "scores_floor"               # the same scores for real training images: the best reachable
-FLOOR_SPREAD = "scores_floor_spread"  # the bootstrap standard deviation of each floor
+# The sample spreads: each score's standard deviation over resamples (FD, precision, recall, density,
+# coverage: bootstrap) or subsets (KID) of one trained G's samples. They say how much the score of this G
+# moves with the draw of its samples, nothing about training again: the spread over training seeds is
+# several times larger (docs/scores.md), and dcgan-compare measures it.
+FLOOR_SAMPLE_SPREAD = "scores_floor_sample_spread"  # each floor's, over resamples of the real images
 OVER_TRAINING = "scores_over_training"  # G's snapshots over training (step = training step)
-SPREAD = "scores_spread"             # the bootstrap standard deviation of each score
+SAMPLE_SPREAD = "scores_sample_spread"  # each score's, over resamples of one G's samples
 SETUP = "setup"                      # image counts, the domain classifier's test accuracy
 NOTES = "notes"                      # why a family of scores is on, off or skipped (text: tags in MLflow)
-SECTIONS = (GAN, SCORES, FLOOR, FLOOR_SPREAD, OVER_TRAINING, SPREAD, SETUP, NOTES)
+SECTIONS = (GAN, SCORES, FLOOR, FLOOR_SAMPLE_SPREAD, OVER_TRAINING, SAMPLE_SPREAD, SETUP, NOTES)
 
 # The training log's values (reports/train/log.csv columns, `gan/` in MLflow), in the tutorial's terms:
 # D(x) is D's mean output on real images, D(G(z)) on generated ones, before and after D's update.

@@ -21,6 +21,7 @@ import torch
 from dcgan import paths
 from dcgan.checkpoint import RunFolder, describe_difference, file_digest, save_checkpoint
 from dcgan.config import WEIGHTS_PARAMS, Config
+from dcgan.configuration import config_tags
 from dcgan.data.normalize import denormalize
 from dcgan.device import pick_device
 from dcgan.distributed import World, join, leave
@@ -35,6 +36,7 @@ from dcgan.stop import StopRequest
 from dcgan.switches import Speed
 from dcgan.tracking import training_run
 from dcgan.tracking.generator_model import log_generator
+from dcgan.tracking.lineage import baseline_params
 from dcgan.tracking.run_logger import Untracked
 
 LOGGED = TRAINING  # the log.csv columns, `gan/<name>` in MLflow
@@ -108,6 +110,8 @@ def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> No
     tracker = training_run(cfg, str(device), paths.MLFLOW_RUN, resume_run_id=run_id) if tracked_here else Untracked()
     if checkpoint is None:
         tracker.log_params({**speed.as_params(), "processes": world.size})
+        for key, value in config_tags(cfg, baseline_params()).items():  # the seeds of one configuration group
+            tracker.set_tag(key, value)
     else:
         tracker.set_tag("resumed_at_step", str(first_step))
     record = RunRecord(run, cfg, gan, running, tracker, world, speed, device, fixed_noise, steps_per_epoch,

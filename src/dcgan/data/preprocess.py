@@ -183,12 +183,18 @@ def prepare_split(raw_root: str | Path, train: bool, size: int, dataset: str = "
     return {"images": images, "unreadable": unreadable}
 
 
+def held_out_indices(count: int, seed: int, max_test: int = 10_000) -> torch.Tensor:
+    """Which of a split's `count` images are held out as the test set, for data sets without one."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return order[:min(max_test, int(count * HELD_OUT_SHARE))]
+
+
 def held_out_split(split: dict, seed: int, max_test: int = 10_000) -> tuple[dict, dict]:
     """(real, test) halves of a split, for data sets without a test split: the scores compare samples
-    with `test` and the floor compares `real` with `test`, two disjoint sets of real images."""
-    order = torch.randperm(len(split["images"]), generator=torch.Generator().manual_seed(seed))
-    n_test = min(max_test, int(len(order) * HELD_OUT_SHARE))
-    test, real = order[:n_test], order[n_test:]
+    with `test` and the floor compares other real images with `test`, two disjoint sets."""
+    test = held_out_indices(len(split["images"]), seed, max_test)
+    real = torch.ones(len(split["images"]), dtype=torch.bool)
+    real[test] = False
     return {"images": split["images"][real]}, {"images": split["images"][test]}
 
 

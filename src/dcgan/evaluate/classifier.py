@@ -92,7 +92,7 @@ def fit_classifier(cfg: Config) -> dict:
         return {"classifier": reason}
     train, test = load_tensors(paths.EVAL_TRAIN_DATA), load_tensors(paths.EVAL_TEST_DATA)
     num_classes = int(train["labels"].max()) + 1
-    model = train_classifier(train["images"], train["labels"], num_classes, cfg.classifier_epochs, cfg.seed)
+    model = train_classifier(train["images"], train["labels"], num_classes, cfg.classifier_epochs, cfg.eval_seed)
     _, probabilities = predict(model, test["images"], cfg.eval_image_size)
     accuracy = float((probabilities.argmax(1) == test["labels"].numpy()).mean())
     save_tensors(paths.CLASSIFIER, {"state_dict": model.state_dict(), "nc": train["images"].shape[1],

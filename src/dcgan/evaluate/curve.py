@@ -29,12 +29,12 @@ def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray
         noise_rng = torch.Generator().manual_seed(cfg.seed + 2)  # the same z for every snapshot
         images = generate_images(generator, cfg.curve_samples, cfg, noise_rng, torch.device("cpu"))
         features, _ = predict(classifier, images, cfg.eval_image_size)
-        manifold = manifold_scores(test_features, features, bootstrap=1, seed=cfg.seed, radii=test_radii)
+        manifold = manifold_scores(test_features, features, bootstrap=1, seed=cfg.eval_seed, radii=test_radii)
         rows.append({
             "step": snapshot["step"], "images_seen": snapshot["images_seen"],
             "seconds": round(snapshot["seconds"], 2),
             "fd_classifier": frechet_distance(features, test_features),
-            "kid_classifier": kernel_distance(features, test_features, cfg.kid_subset_size, 10, cfg.seed)[0],
+            "kid_classifier": kernel_distance(features, test_features, cfg.kid_subset_size, 10, cfg.eval_seed)[0],
             **{f"{name}_classifier": manifold[name] for name in ("precision", "recall", "density", "coverage")},
         })
     return rows

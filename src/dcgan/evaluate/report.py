@@ -8,9 +8,9 @@ import json
 from dcgan import figures, paths
 from dcgan.config import Config
 from dcgan.data.datasets import DATASETS
-from dcgan.evaluate.scores import evaluate
+from dcgan.evaluate.scores import CURVE_FLOOR, evaluate
 from dcgan.io import write_csv, write_json
-from dcgan.metrics import CURVE_COLUMNS, FLOOR, GAN, NOTES, SCORES, SETUP, SPREAD, TRAINING
+from dcgan.metrics import CURVE_COLUMNS, FLOOR, GAN, NOTES, SCORES, SETUP, SAMPLE_SPREAD, TRAINING
 from dcgan.tracking import continued_run, log_evaluation
 
 SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
@@ -40,7 +40,7 @@ def run_evaluation(cfg: Config) -> dict[str, dict]:
         write_csv(paths.QUALITY_CURVE, curve, CURVE_COLUMNS)
         if shares is not None:
             figures.class_histogram(shares, DATASETS[cfg.dataset].class_names, paths.CLASS_HISTOGRAM)
-            figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE)
+            figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE, metrics[FLOOR].get(CURVE_FLOOR))
         else:
             for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
                 figures.notice(metrics[NOTES]["classifier_scores"], path)
@@ -50,12 +50,16 @@ def run_evaluation(cfg: Config) -> dict[str, dict]:
 
 
 def print_scores(metrics: dict[str, dict]) -> None:
-    scores, spread, floor = metrics[SCORES], metrics[SPREAD], metrics[FLOOR]
-    print(f"scores of {metrics[SETUP]['n_generated']} samples (lower is better for fd and kid):")
+    scores, spread, floor = metrics[SCORES], metrics[SAMPLE_SPREAD], metrics[FLOOR]
+    print(f"scores of {metrics[SETUP]['n_generated']} samples (lower is better for fd and kid; ± is the sample "
+          "spread, over resamples of this one G's samples: training again with another seed moves a score "
+          "several times more, so compare configurations over seeds with dcgan-compare):")
     shown = [name for name in SHOWN if name in scores]
     for name in shown:
-        spread_text = f" ± {spread[name]:.3g}" if name in spread else ""
+        spread_text = f" ± {spread[name]:.3g} (sample spread)" if name in spread else ""
         print(f"  {SCORES}.{name}: {scores[name]:.4g}{spread_text}   real-vs-real floor: {floor[name]:.4g}")
+    if shown:
+        print(f"  floor: {metrics[NOTES]['floor_path']}")
     if not shown:
         notes = metrics[NOTES]
         print(f"  none: classifier scores {notes['classifier_scores']}; Inception scores {notes['inception']}")

@@ -10,7 +10,7 @@ import torch
 from dcgan import paths
 from dcgan.config import Config
 from dcgan.data.datasets import DATASETS
-from dcgan.data.preprocess import resize
+from dcgan.data.preprocess import held_out_indices, resize
 from dcgan.evaluate.classes import class_scores, class_shares
 from dcgan.evaluate.classifier import load_classifier, predict
 from dcgan.evaluate.curve import quality_curve
@@ -18,7 +18,7 @@ from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, ker
 from dcgan.evaluate.inception import inception_features, load_inception
 from dcgan.evaluate.manifold import manifold_scores, real_radii
 from dcgan.io import load_tensors, progress_bar
-from dcgan.metrics import FLOOR, FLOOR_SPREAD, NOTES, SCORES, SETUP, SPREAD
+from dcgan.metrics import FLOOR, FLOOR_SAMPLE_SPREAD, NOTES, SCORES, SETUP, SAMPLE_SPREAD
 from dcgan.device import pick_device
 
 
@@ -26,12 +26,12 @@ def distance_scores(features: np.ndarray, test_features: np.ndarray, space: str,
                     test_radii: tuple | None = None) -> dict:
     """Distances and manifold scores of one image set against the real test split in one feature space
     (`test_radii`: the test set's k-NN balls, computed once for every set scored against it)."""
-    kid_mean, kid_std = kernel_distance(features, test_features, cfg.kid_subset_size, cfg.kid_subsets, cfg.seed)
-    manifold = manifold_scores(test_features, features, seed=cfg.seed, radii=test_radii)
+    kid_mean, kid_std = kernel_distance(features, test_features, cfg.kid_subset_size, cfg.kid_subsets, cfg.eval_seed)
+    manifold = manifold_scores(test_features, features, seed=cfg.eval_seed, radii=test_radii)
     fd = "fid_inception" if space == "inception" else f"fd_{space}"  # the standard name where it is the standard
     scores = {
         fd: frechet_distance(features, test_features),
-        f"{fd}_std": frechet_distance_std(features, test_features, seed=cfg.seed),
+        f"{fd}_std": frechet_distance_std(features, test_features, seed=cfg.eval_seed),
         f"kid_{space}": kid_mean,
         f"kid_{space}_std": kid_std,
     }
@@ -57,13 +57,35 @@ def inception_wanted(cfg: Config) -> tuple[bool, str]:
     return cfg.inception == "on", f"{cfg.inception}: set in params.yaml"
 
 
+CURVE_FLOOR = "fd_classifier_at_curve_samples"  # the floor of the quality curve's fd_classifier
+FLOOR_PATH = ("real training images at {image_size} px (data/processed/train.pt, the images G learns from), "
+              "resized to {eval_image_size} px as the samples are")
+
+
+def floor_images(cfg: Config, count: int) -> torch.Tensor:
+    """The real images of the floor: `count` of the training images G learned from, at `image_size`, so that
+    they reach `eval_image_size` by the samples' path. Real images taken straight from the raw size would
+    skip the resize the samples go through, and set a floor lower than a perfect G could reach (on
+    Fashion-MNIST at 64 px, fd_classifier 0.24 instead of about 5). As many as there are samples: FD
+    depends on N. Without a test split, the held-out test images are left out."""
+    pool = load_tensors(paths.TRAIN_DATA)["images"]
+    if not DATASETS[cfg.dataset].has_test_split:
+        split_size = sum(len(load_tensors(path)["images"]) for path in (paths.EVAL_TRAIN_DATA, paths.EVAL_TEST_DATA))
+        keep = torch.ones(split_size, dtype=torch.bool)
+        keep[held_out_indices(split_size, cfg.eval_seed)] = False
+        # train.pt holds the first max_train_images of the same files, in the same order.
+        pool = pool[keep[:len(pool)]]
+    pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.eval_seed))[:count]
+    return pool[pick]
+
+
 def _sections(generated: dict, floor: dict) -> dict[str, dict]:
     """Flat score names (fd_classifier, fd_classifier_std, ...) -> the sections of dcgan.metrics."""
     def split(scores: dict, spread: bool) -> dict:
         return {name.removesuffix("_std"): value for name, value in scores.items() if name.endswith("_std") == spread}
 
-    return {SCORES: split(generated, False), SPREAD: split(generated, True), FLOOR: split(floor, False),
-            FLOOR_SPREAD: split(floor, True)}
+    return {SCORES: split(generated, False), SAMPLE_SPREAD: split(generated, True), FLOOR: split(floor, False),
+            FLOOR_SAMPLE_SPREAD: split(floor, True)}
 
 
 def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
@@ -74,11 +96,10 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
     classifier: its scores, the shares and the curve are skipped, and the metrics say why."""
     samples = load_tensors(paths.SAMPLES)["images"]
     test = load_tensors(paths.EVAL_TEST_DATA)
-    train = load_tensors(paths.EVAL_TRAIN_DATA)
-    # The floor compares as many real images as there are samples, since FD depends on N.
-    pick = torch.randperm(len(train["images"]), generator=torch.Generator().manual_seed(cfg.seed))[:len(samples)]
-    real = train["images"][pick]
+    real = floor_images(cfg, len(samples))
     generated, floor, notes, counts = {}, {}, {}, {}
+    notes["floor_path"] = FLOOR_PATH.format(image_size=cfg.image_size, eval_image_size=cfg.eval_image_size)
+    counts.update({"floor_image_size": cfg.image_size, "eval_image_size": cfg.eval_image_size})
     shares, curve = None, []
 
     if DATASETS[cfg.dataset].labelled:
@@ -95,6 +116,8 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
         shares = {"generated": class_shares(generated_probabilities).tolist(),
                   "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
         curve = quality_curve(cfg, model, test_features, radii)
+        # The curve's reference line: its snapshots are scored on fewer samples, and FD grows as N falls.
+        floor[CURVE_FLOOR] = frechet_distance(real_features[:cfg.curve_samples], test_features)
         notes["classifier_scores"] = f"on: {cfg.dataset} has labels"
         counts["max_classes"] = len(test_shares)
     else:
@@ -107,12 +130,13 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
     if use_inception:
         device = pick_device(cfg.device)
         inception = load_inception(device)
-        sets = {"generated": resize(samples, cfg.eval_image_size), "test": test["images"], "real": real}
+        sets = {"generated": resize(samples, cfg.eval_image_size), "test": test["images"],
+                "real": resize(real, cfg.eval_image_size)}
         with progress_bar(total=sum(map(len, sets.values())), desc="inception", unit="img") as progress:
             features = {name: inception_features(inception, images, device, progress=progress)
                         for name, images in sets.items()}
         radii = real_radii(features["test"])
         generated.update(distance_scores(features["generated"], features["test"], "inception", cfg, radii))
         floor.update(distance_scores(features["real"], features["test"], "inception", cfg, radii))
-    counts.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(pick)})
+    counts.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(real)})
     return {**_sections(generated, floor), SETUP: counts, NOTES: notes}, shares, curve

@@ -61,12 +61,17 @@ def source_tags(commit: str, source: str) -> dict[str, str]:
     return tags
 
 
+def baseline_params(rev: str | None = None) -> dict | None:
+    """params.yaml as committed at `rev` (default: the DVC baseline), as written; None outside git."""
+    text = git("show", f"{rev or baseline_rev()}:params.yaml")
+    return None if text is None else (yaml.safe_load(text) or {})
+
+
 def baseline_changes(params: dict, rev: str) -> list[tuple[str, object, object]]:
     """(key, baseline value, this run's value) for each param that differs from params.yaml at `rev`."""
-    text = git("show", f"{rev}:params.yaml")
-    if text is None:
+    baseline = baseline_params(rev)
+    if baseline is None:
         return []
-    baseline = yaml.safe_load(text) or {}
     return [(key, baseline[key], value) for key, value in params.items()
             if key in baseline and baseline[key] != value]
 
@@ -86,15 +91,18 @@ def describe(cfg: Config, headline: str = "") -> str:
     return f"{text}\n\n{headline}" if headline else text
 
 
-def headline(scores: dict, spread: dict, floor: dict) -> str:
+def headline(scores: dict, sample_spread: dict, floor: dict) -> str:
     """The scores a reader looks at first, beside the real-vs-real floor."""
     parts = []
     for name in ("fd_classifier", "coverage_classifier", "precision_classifier", "recall_classifier",
                  "class_entropy_ratio", "fid_inception"):
         if name in scores:
-            spread_text = f" ± {spread[name]:.2g}" if name in spread else ""
+            spread_text = f" ± {sample_spread[name]:.2g}" if name in sample_spread else ""
             parts.append(f"`{name}` {scores[name]:.4g}{spread_text} (floor {floor[name]:.3g})")
-    return "Scores: " + ", ".join(parts) + "." if parts else ""
+    if not parts:
+        return ""
+    return ("Scores: " + ", ".join(parts) + ". ± is the sample spread: over resamples of this G's samples, "
+            "not over training seeds (compare seeds with dcgan-compare).")
 
 
 def file_md5(path: str | Path) -> str:

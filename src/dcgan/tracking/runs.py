@@ -15,7 +15,7 @@ from dcgan import paths
 from dcgan.config import Config
 from dcgan.errors import UserError
 from dcgan.io import write_json
-from dcgan.metrics import CURVE_SCORES, FLOOR, GAN, NOTES, OVER_TRAINING, SCORES, SPREAD, flatten, metric_key
+from dcgan.metrics import CURVE_SCORES, FLOOR, GAN, NOTES, OVER_TRAINING, SCORES, SAMPLE_SPREAD, flatten, metric_key
 from dcgan.tracking import lineage
 from dcgan.tracking.run_logger import RunLogger
 from dcgan.tracking.store import EXPERIMENT, brief, connect, experiment_id, tracking_uri
@@ -140,5 +140,5 @@ def log_evaluation(run, cfg: Config, metrics: dict[str, dict], curve: list[dict]
         mlflow.log_artifact(str(path))
     for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
         mlflow.log_artifact(str(path), "figures")
-    headline = lineage.headline(metrics[SCORES], metrics[SPREAD], metrics[FLOOR])
+    headline = lineage.headline(metrics[SCORES], metrics[SAMPLE_SPREAD], metrics[FLOOR])
     mlflow.set_tag("mlflow.note.content", lineage.describe(cfg, headline))

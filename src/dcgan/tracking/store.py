@@ -7,7 +7,13 @@ DVC_ROOT to the main repository there too, so every run lands in the same store.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 from dcgan.paths import project_root
 
@@ -35,25 +41,66 @@ def uses_local_store() -> bool:
     return tracking_uri() == local_store_uri()
 
 
+@contextmanager
+def store_lock() -> Iterator[None]:
+    """Held while a process opens an SQLite store or creates the experiment in it: one at a time.
+
+    MLflow 3.17 creates a new SQLite store (its tables, then ~70 alembic migrations, each committed on
+    its own) in whichever process opens it first, without any lock (SqlAlchemyStore.__init__), so two
+    processes that start together on a fresh store (`dvc queue start -j 2`) both migrate it and all
+    but one fail: "duplicate column name: step", "table ... already exists", alembic's "expected to
+    match one row". Likewise two that find no experiment both create it, and one fails. Once a store
+    exists, concurrent writes are safe: MLflow's sessions wait up to 20 s for SQLite's lock.
+    Not re-entrant: flock on a second open of the file would wait for this process itself.
+    """
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:"):  # a server or database that serializes this itself
+        yield
+        return
+    # In the temp folder, as MLflow's own lock for its job store: nothing new appears in the project.
+    path = Path(tempfile.gettempdir()) / f"dcgan-mlflow-{hashlib.md5(uri.encode()).hexdigest()}.lock"
+    try:
+        lock = open(path, "a")
+    except OSError:  # another user's lock file: no worse than MLflow without it
+        yield
+        return
+    with lock:  # closing the file (or the process ending) releases the lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def connect():
     # Nothing of a run needs the network: MLflow's usage telemetry stays off unless the user turns it on.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
+    if tracking_uri().startswith("sqlite:"):
+        with store_lock():
+            mlflow.MlflowClient()  # opens the store (creating it if new); MLflow keeps it for the process
     return mlflow
 
 
 def experiment_id(mlflow, name: str = EXPERIMENT) -> str:
     """The experiment's id, creating it if needed; either way it is marked as model training."""
-    client = mlflow.MlflowClient()
+    with store_lock():
+        return _experiment_id(mlflow.MlflowClient(), name)
+
+
+def _experiment_id(client, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         # An explicit location under the main root: created from a temp clone, MLflow would otherwise
         # put the artifacts inside that clone, which DVC deletes afterwards.
         location = (project_root() / "mlartifacts" / name).as_uri() if uses_local_store() else None
-        return client.create_experiment(name, artifact_location=location,
-                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        try:
+            return client.create_experiment(name, artifact_location=location,
+                                             tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except Exception as exc:
+            # Another process created it meanwhile: on a tracking server, which store_lock cannot span.
+            if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
     if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # a store made before the tag was set
         client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id

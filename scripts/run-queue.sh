@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs DVC's experiment queue to its end: `dvc queue start -j N` (default 2), then waits for the
+# workers to finish, by their processes: `dvc queue status` asks the workers through DVC's file-based
+# broker, whose half-written messages can kill a worker (dvc-task#73, dvc#10428). A run a dead worker
+# left Queued is started again (at most 3 rounds). Prints `dvc queue status`; fails if a run failed.
+#   scripts/run-queue.sh [N]     from the project root, after `dvc exp run --queue ...`
+set -euo pipefail
+jobs=${1:-2}
+celery=.dvc/tmp/exps/celery
+
+workers_alive() {
+  for pid_file in "$celery"/dvc-exp-worker-*.pid; do
+    [ -e "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null && return 0
+  done
+  return 1
+}
+
+count() { dvc queue status | awk -v state="$1" '$1 ~ /^[0-9a-f]{7}$/ && $NF == state' | wc -l; }
+
+for round in 1 2 3; do
+  dvc queue start -j "$jobs" >/dev/null
+  sleep 5
+  while workers_alive; do sleep 5; done
+  queued=$(count Queued)
+  [ "$queued" -eq 0 ] && break
+  echo "run-queue: $queued runs still queued after the workers stopped (a worker died): starting them again" >&2
+done
+dvc queue status
+failed=$(count Failed)
+[ "$failed" -eq 0 ] || { echo "run-queue: $failed runs failed; see: dvc queue logs <name>" >&2; exit 1; }
