@@ -40,4 +40,14 @@ dvc and mlflow live in .venv: activate it to type the next commands in this shel
   dvc exp run -S lr=0.0001      # a variant
   dvc exp show --only-changed   # the experiments side by side
   make ui                       # MLflow: prints the URL of the runs page
+
+One run per setting cannot tell a better setting from a lucky seed: sweep seeds, then compare
+(README, "Comparing configurations over seeds"):
 EOF
+if [ "${name:-}" ]; then  # the quick CPU variant: its sweep keeps its params
+  echo "  dvc exp run --queue ${QUICK_CPU[*]} -S 'seed=range(1,4)' -S lr=0.0001,0.0002 && scripts/run-queue.sh 2"
+  echo "  dcgan-compare --baseline lr=0.0002"
+else
+  echo "  dvc exp run --queue -S 'seed=range(1,4)' -S lr=0.0001,0.0002 && scripts/run-queue.sh 2"
+  echo "  dcgan-compare"
+fi

@@ -58,8 +58,14 @@ def inception_wanted(cfg: Config) -> tuple[bool, str]:
 
 
 CURVE_FLOOR = "fd_classifier_at_curve_samples"  # the floor of the quality curve's fd_classifier
-FLOOR_PATH = ("real training images at {image_size} px (data/processed/train.pt, the images G learns from), "
-              "resized to {eval_image_size} px as the samples are")
+FLOOR_PATH = "real training images at {image_size} px (data/processed/train.pt, the images G learns from), {then}"
+
+
+def floor_path(cfg: Config) -> str:
+    """What metrics.json's notes.floor_path says: the resize the floor's real images took."""
+    then = (f"resized to {cfg.eval_image_size} px as the samples are" if cfg.image_size != cfg.eval_image_size
+            else "the samples' size and eval_image_size both")
+    return FLOOR_PATH.format(image_size=cfg.image_size, then=then)
 
 
 def floor_images(cfg: Config, count: int) -> torch.Tensor:
@@ -98,7 +104,7 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
     test = load_tensors(paths.EVAL_TEST_DATA)
     real = floor_images(cfg, len(samples))
     generated, floor, notes, counts = {}, {}, {}, {}
-    notes["floor_path"] = FLOOR_PATH.format(image_size=cfg.image_size, eval_image_size=cfg.eval_image_size)
+    notes["floor_path"] = floor_path(cfg)
     counts.update({"floor_image_size": cfg.image_size, "eval_image_size": cfg.eval_image_size})
     shares, curve = None, []
 
