@@ -45,7 +45,7 @@ One run per setting cannot tell a better setting from a lucky seed: sweep seeds,
 (README, "Comparing configurations over seeds"):
 EOF
 if [ "${name:-}" ]; then  # the quick CPU variant: its sweep keeps its params
-  echo "  dvc exp run --queue ${QUICK_CPU[*]} -S 'seed=range(1,4)' -S lr=0.0001,0.0002 && scripts/run-queue.sh 2"
+  echo "  dvc exp run --queue ${QUICK_CPU[*]} -S 'seed=range(1,4)' -S lr=0.0001,0.0002 && scripts/run-queue.sh 1"
   echo "  dcgan-compare --baseline lr=0.0002"
 else
   echo "  dvc exp run --queue -S 'seed=range(1,4)' -S lr=0.0001,0.0002 && scripts/run-queue.sh 2"

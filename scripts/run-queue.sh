@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs DVC's experiment queue to its end: `dvc queue start -j N` (default 2), then waits for the
-# workers to finish, by their processes: `dvc queue status` asks the workers through DVC's file-based
+# Runs DVC's experiment queue to its end: `dvc queue start -j N` (default 1: on a CPU, two trainings at
+# once share its cores and each runs 2.5x slower, README), then waits for the workers to finish, by their processes: `dvc queue status` asks the workers through DVC's file-based
 # broker, whose half-written messages can kill a worker (dvc-task#73, dvc#10428). A run a dead worker
 # left Queued is started again (at most 3 rounds). Prints `dvc queue status`; fails if a run failed.
 #   scripts/run-queue.sh [N]     from the project root, after `dvc exp run --queue ...`
 set -euo pipefail
-jobs=${1:-2}
+jobs=${1:-1}
 celery=.dvc/tmp/exps/celery
 
 workers_alive() {

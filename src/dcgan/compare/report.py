@@ -8,7 +8,7 @@ import math
 from dcgan.compare import stats
 from dcgan.compare.runs import EVALUATION_PARAMS, HEADLINE, Configuration
 
-MORE_SEEDS = "dvc exp run --queue -S 'seed=range(1,4)' -S <your change> && scripts/run-queue.sh 2"
+MORE_SEEDS = "dvc exp run --queue -S 'seed=range(1,4)' -S <your change> && scripts/run-queue.sh"
 
 
 def incomparable(candidate: Configuration, baseline: Configuration) -> str | None:
