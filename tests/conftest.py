@@ -1,5 +1,6 @@
 import gzip
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -93,6 +94,17 @@ def tiny_mirror(tmp_path):
 requires_fashion_mnist = pytest.mark.skipif(
     not DEBIAN_MIRROR.is_dir(),
     reason="needs Debian's dataset-fashion-mnist (the setup installs it: apt-get install dataset-fashion-mnist)")
+
+
+# The MLflow UI tests' browser: Debian's chromium, driven by playwright (no browser download works here).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = ROOT / "reports" / "ui"
+WAIT_MS = 30_000  # every wait in the page is bounded
+requires_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="needs Debian's chromium (apt-get install chromium; scripts/setup.sh installs it as root)")
 
 
 def free_port() -> int:

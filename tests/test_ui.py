@@ -6,7 +6,6 @@ and a run's page shows its logged generator and its data set. Screenshots go to 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -17,19 +16,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import ROOT, free_port, requires_fashion_mnist, wait_for_http
+from conftest import (CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, WAIT_MS, free_port, requires_chromium,
+                      requires_fashion_mnist, wait_for_http)
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = ROOT / "reports" / "ui"
-WAIT_MS = 30_000  # every wait in the page is bounded
-
-pytestmark = [
-    pytest.mark.slow, requires_fashion_mnist,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium; "
-                                                           "scripts/setup.sh installs it as root)"),
-]
+pytestmark = [pytest.mark.slow, requires_fashion_mnist, requires_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +54,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
             yield browser
         finally:

@@ -8,29 +8,17 @@ reports/ui/."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port, wait_for_http
+from conftest import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, WAIT_MS, free_port, requires_chromium, wait_for_http
 from dcgan.tracking import ui
 from dcgan.tracking.store import connect, experiment_id, runs_url, tracking_uri
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = ROOT / "reports" / "ui"
-WAIT_MS = 30_000  # every wait in the page is bounded
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium; "
-                                                           "scripts/setup.sh installs it as root)"),
-]
+pytestmark = [pytest.mark.slow, requires_chromium]
 
 # Two configurations (config: the hash of the params that shape the weights, seed excluded), three seeds each.
 CONFIGS = {"baseline": "5d41402a", "lr=0.0001": "7b52009b"}
@@ -95,7 +83,7 @@ def page():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
             context = browser.new_context(viewport={"width": 1600, "height": 1000})  # a fresh profile
             page = context.new_page()
