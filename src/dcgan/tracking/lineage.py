@@ -5,6 +5,7 @@ These fill the runs table's Source, Dataset and Description in MLflow, with MLfl
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
@@ -41,6 +42,12 @@ def baseline_rev() -> str:
     return os.environ.get("DVC_EXP_BASELINE_REV") or git_commit()
 
 
+def user() -> str:
+    """Who ran it, as the runs table's User column shows: the user signed in to a tracking server, else
+    the OS user (MLflow's own default, which MlflowClient.create_run does not apply: it says `unknown`)."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+
+
 def source_tags(commit: str, source: str) -> dict[str, str]:
     """MLflow's standard source tags (mlflow/utils/mlflow_tags.py), and the DVC experiment's names.
     `source`: what started the run (the stage script, or dvc.yaml for a run derived from another)."""
@@ -49,6 +56,7 @@ def source_tags(commit: str, source: str) -> dict[str, str]:
         "mlflow.source.name": source,
         "mlflow.source.git.commit": commit,
         "git_commit": commit,
+        "mlflow.user": user(),
         "dvc_exp_name": experiment_name() or "(workspace)",
         "dvc_exp_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", commit),
     }

@@ -36,8 +36,9 @@ GROUP_TAG = "config_name"
 GROUPED_VIEW_STATE = {
     "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}]},
     "useGroupedValuesInCharts": True,  # the charts draw the groups, not their runs
-    # The headline score (a group row shows its mean), the seed and the data set.
-    "selectedColumns": ["metrics.`scores/fd_classifier`", "params.`seed`", "attributes.`Dataset`"],
+    # The headline score (a group row shows its mean over the seeds) and the data set. Not the seed: a
+    # group row would show the seeds' mean there too, which means nothing.
+    "selectedColumns": ["metrics.`scores/fd_classifier`", "attributes.`Dataset`"],
 }
 
 
