@@ -25,7 +25,6 @@ PORT=${TEAM_SERVER_PORT:-5050}
 WORKERS=${TEAM_SERVER_WORKERS:-2}
 PG_PORT=${TEAM_PG_PORT:-5433}
 WAIT=${TEAM_SERVER_WAIT:-120}
-PGDATA_DIR=$DIR/postgres
 MLFLOW=$ROOT/.venv/bin/mlflow
 PY=$ROOT/.venv/bin/python
 
@@ -73,7 +72,7 @@ start_local_postgres() {
       -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$PGDATA_DIR'" start >/dev/null \
       || fail "PostgreSQL did not start on 127.0.0.1:$PG_PORT: see $PGDATA_DIR/postgres.log (port taken? set TEAM_PG_PORT)"
   fi
-  local password sql
+  local password
   password=$(secret "$DIR/postgres-password")
   sql() { as_pg "$bin/psql" -h "$PGDATA_DIR" -p "$PG_PORT" -d postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
   # The server's own role owns two databases: the tracking store and the auth app's users.

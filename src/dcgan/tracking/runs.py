@@ -95,8 +95,9 @@ def continued_run(run_file: str | Path, cfg: Config, next_run_file: str | Path |
     try:
         base = mlflow.get_run(run_id)
     except Exception as exc:
-        if refused(exc):
-            raise UserError(refusal(refused(exc))) from None
+        status = refused(exc)
+        if status:
+            raise UserError(refusal(status)) from None
         raise UserError(f"MLflow run {run_id} (from {run_file}) is not in the store {tracking_uri()}. "
                         "Was MLFLOW_TRACKING_URI changed since training? Set it back, or re-train: "
                         "dvc repro -f train") from None
