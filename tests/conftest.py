@@ -1,10 +1,12 @@
 import gzip
 import os
+import platform
 import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from pathlib import Path
@@ -156,12 +158,19 @@ def in_users_shell(command: str, cwd: Path, env: dict) -> str:
 
 
 @pytest.fixture(scope="session")
-def project(tmp_path_factory):
-    """A git+DVC copy of the project with tiny params, after `dvc repro` and `dvc exp run -S lr=0.0001`."""
+def repro_project(tmp_path_factory):
+    """A git+DVC copy of the project with tiny params, after `dvc repro`, its results committed."""
     copy, env = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY_PROJECT)
     run(["dvc", "repro"], copy, env)
     run(["git", "add", "-A"], copy, env)
     run(["git", "commit", "-qm", "baseline run"], copy, env)
+    return copy, env
+
+
+@pytest.fixture(scope="session")
+def project(repro_project):
+    """repro_project after `dvc exp run -S lr=0.0001` in the workspace, and experiments in temp clones."""
+    copy, env = repro_project
     # As the README has users type it: in their own shell, after `source .venv/bin/activate`.
     in_users_shell("dvc exp run -n lower-lr -S lr=0.0001", copy, env)
     # --temp runs in a throw-away clone under .dvc/tmp/exps/: its run must still land in our store.
@@ -193,3 +202,14 @@ def make_image_folder(folder: Path, count: int) -> None:
     (folder / "part0" / "corrupt.png").write_bytes(b"\x89PNG not really")
 
 
+
+
+@pytest.fixture(params=["stdlib filter", "fallback"])
+def tar_filter(request, monkeypatch) -> str:
+    """Tar extraction both ways: with the stdlib's "data" filter (Python 3.12, 3.11.4+, 3.10.12+), and
+    with the filter hidden, as on Debian 12's Python 3.11.2."""
+    if request.param == "stdlib filter" and not hasattr(tarfile, "data_filter"):
+        pytest.skip(f"Python {platform.python_version()} has no tarfile.data_filter")
+    if request.param == "fallback":
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    return request.param

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import DEBIAN_MIRROR, make_config, requires_fashion_mnist
-from dcgan.data.download import fetch_fashion_mnist, sha256_of
+from dcgan.data.download import fetch_fashion_mnist
+from dcgan.digests import sha256_of
 from dcgan.data.preprocess import prepare_split
 from dcgan.errors import UserError
 from dcgan.evaluate import inception

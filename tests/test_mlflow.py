@@ -21,7 +21,7 @@ from dcgan.config import load_config
 from dcgan.data.normalize import denormalize
 from dcgan.io import load_tensors
 from dcgan.models import draw_noise
-from dcgan.tracking.lineage import file_md5
+from dcgan.digests import md5_of
 
 pytestmark = [pytest.mark.slow, requires_fashion_mnist]
 
@@ -85,7 +85,7 @@ def test_each_run_records_its_data_its_source_and_what_it_changed(project):
     lock = yaml.safe_load((copy / "dvc.lock").read_text())
     recorded = {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
     inputs = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
-    assert inputs["training"].digest == recorded[str(paths.TRAIN_DATA)] == file_md5(copy / paths.TRAIN_DATA)
+    assert inputs["training"].digest == recorded[str(paths.TRAIN_DATA)] == md5_of(copy / paths.TRAIN_DATA)
     assert inputs["training"].name == "fashion_mnist-train"
     assert inputs["evaluation"].digest == recorded[str(paths.EVAL_TEST_DATA)]
     assert json.loads(inputs["evaluation"].source)["dvc_path"] == str(paths.EVAL_TEST_DATA)

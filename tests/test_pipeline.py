@@ -147,9 +147,10 @@ def test_an_unlabelled_image_folder_runs_and_says_why_classifier_scores_are_skip
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 @requires_fashion_mnist
-def test_metrics_file_has_finite_scores_next_to_the_floor(project):
-    copy, _ = project
+def test_metrics_file_has_finite_scores_next_to_the_floor(repro_project):
+    copy, _ = repro_project  # the tiny `dvc repro`: every stage ran (or, after `project`, its lr=0.0001 run)
     metrics = json.loads((copy / paths.METRICS).read_text())
     assert list(metrics) == ["gan", "scores", "scores_sample_spread", "scores_floor", "scores_floor_sample_spread",
                              "setup", "notes"]

@@ -71,11 +71,6 @@ def load_checkpoint(path: str | Path, expected_spec: dict) -> dict:
     return checkpoint
 
 
-def file_digest(path: str | Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 class RunFolder:
     """checkpoints/<key>/ of one unfinished run: checkpoints, log.csv, grids/, snapshots/."""
 

@@ -19,11 +19,12 @@ import time
 import torch
 
 from dcgan import paths
-from dcgan.checkpoint import RunFolder, describe_difference, file_digest, save_checkpoint
+from dcgan.checkpoint import RunFolder, describe_difference, save_checkpoint
 from dcgan.config import WEIGHTS_PARAMS, Config
 from dcgan.configuration import config_tags
 from dcgan.data.normalize import denormalize
 from dcgan.device import pick_device
+from dcgan.digests import sha256_of
 from dcgan.distributed import World, join, leave
 from dcgan.errors import ConfigError, UserError
 from dcgan.figures import display_scale, grid_image, save_image, training_curves
@@ -59,7 +60,7 @@ def run_identity(cfg: Config, world: World) -> dict:
     """What a checkpoint must share with this run to be resumed by it: the params that shape the
     weights (config.WEIGHTS_PARAMS), the number of processes and the training data's bytes."""
     params = {key: getattr(cfg, key) for key in WEIGHTS_PARAMS}
-    return {**params, "processes": world.size, "train_data_sha256": file_digest(paths.TRAIN_DATA)}
+    return {**params, "processes": world.size, "train_data_sha256": sha256_of(paths.TRAIN_DATA)}
 
 
 def train(cfg: Config, tracked: bool = True) -> None:

