@@ -8,8 +8,9 @@ from conftest import DEBIAN_MIRROR, make_config, requires_fashion_mnist
 from dcgan.data.download import fetch_fashion_mnist
 from dcgan.data.preprocess import prepare_split
 from dcgan.evaluate.classes import class_shares
-from dcgan.evaluate.calibration import reference_sets
+from dcgan.evaluate.calibration import GREY_LEVEL, reference_sets
 from dcgan.evaluate.classifier import predict, train_classifier
+from dcgan.evaluate.pixels import pixel_scores
 from dcgan import paths
 from dcgan.evaluate.scores import classifier_scores, floor_images
 from dcgan.io import save_tensors
@@ -29,9 +30,10 @@ def lab(tmp_path_factory):
     test_features, test_probabilities = predict(classifier, test["images"], 32)
     assert (test_probabilities.argmax(1) == test["labels"].numpy()).mean() > 0.8
 
-    def score(images):
+    def score(images):  # as the evaluate stage scores a run: the classifier's space, and pixels
         features, probabilities = predict(classifier, images, 32)
-        return classifier_scores(features, probabilities, test_features, class_shares(test_probabilities), CFG)
+        return {**classifier_scores(features, probabilities, test_features, class_shares(test_probabilities), CFG),
+                **pixel_scores(images, test["images"], seed=0)}
 
     held_out = train["images"][10_000:], train["labels"][10_000:]  # real images the classifier never saw
     return score, held_out
@@ -67,6 +69,17 @@ def test_every_bad_generator_is_far_from_the_floor(lab, floor, kind):
     assert scores["fd_classifier"] > 10 * floor["fd_classifier"] + 5 * scores["fd_classifier_std"]
     assert scores["kid_classifier"] > floor["kid_classifier"] + 5 * scores["kid_classifier_std"]
     assert scores["coverage_classifier"] < floor["coverage_classifier"] - 0.3
+
+
+@requires_fashion_mnist
+def test_a_grey_background_moves_the_pixel_score_by_the_grey_levels_it_adds(lab, floor):
+    score, held_out = lab
+    grey = score(reference_sets(*held_out, CFG, N)[f"grey background (dark pixels lifted to {GREY_LEVEL})"])
+    # Real vs real moves under a grey level; lifting the dark pixels (about half of them) to 16 moves
+    # the pooled histogram by at most 16, and here by about half of that.
+    assert floor["pixel_intensity_emd"] < 1.0
+    assert 10 * floor["pixel_intensity_emd"] < grey["pixel_intensity_emd"] <= GREY_LEVEL + floor["pixel_intensity_emd"]
+    assert grey["pixel_intensity_emd"] > floor["pixel_intensity_emd"] + 5 * grey["pixel_intensity_emd_std"]
 
 
 @requires_fashion_mnist

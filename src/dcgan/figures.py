@@ -97,6 +97,25 @@ def real_vs_fake(real_u8: torch.Tensor, fake_u8: torch.Tensor, path: str | Path,
     _save_figure(fig, path)
 
 
+def nearest_training_images(samples_u8: torch.Tensor, training_u8: torch.Tensor, space: str,
+                            path: str | Path) -> None:
+    """Each sample (left) beside its nearest training images (right, nearest first): the first half of
+    the rows are the samples nearest to any training image, the likeliest copies; the rest at random."""
+    plt = _pyplot()
+
+    k = training_u8.shape[1]
+    rows = torch.cat([torch.cat([sample[None], neighbours]) for sample, neighbours in zip(samples_u8, training_u8)])
+    scale = display_scale(samples_u8.shape[-1])
+    fig, ax = plt.subplots(figsize=(2 + 1.2 * (k + 1), 1.4 + 1.1 * len(samples_u8)))
+    ax.imshow(grid_image(rows, nrow=k + 1, scale=scale), cmap="gray" if rows.shape[1] == 1 else None, vmin=0, vmax=255)
+    ax.set_title(f"each sample (left) and its {k} nearest training images, in {space} space\n"
+                 f"top {len(samples_u8) // 2} rows: the samples nearest to any training image; below: at random",
+                 fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
 def progress_gif(grid_files: list[Path], path: str | Path, ms_per_frame: int = 400) -> None:
     """Animate the fixed-noise grids saved during training, each frame labelled with its step."""
     frames = []

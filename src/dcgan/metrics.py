@@ -31,7 +31,7 @@ FIXED_NOISE_GRID = f"{GAN}/fixed_noise_grid"  # an image key: G on the same z al
 
 # The quality curve's scores of each G snapshot (reports/evaluate/quality_curve.csv, `scores_over_training/`).
 CURVE_SCORES = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
-                "density_classifier", "coverage_classifier")
+                "density_classifier", "coverage_classifier", "pixel_intensity_emd")
 CURVE_COLUMNS = ("step", "images_seen", "seconds", *CURVE_SCORES)
 
 

@@ -28,6 +28,7 @@ METRICS = Path("reports/metrics.json")
 CLASS_HISTOGRAM = Path("reports/evaluate/class_histogram.png")
 QUALITY_CURVE = Path("reports/evaluate/quality_curve.csv")
 QUALITY_CURVE_FIGURE = Path("reports/evaluate/quality_curve.png")
+NEAREST_TRAINING_IMAGES = Path("reports/evaluate/nearest_training_images.png")
 
 # Unfinished trainings, each in its own folder <key>/ (see checkpoint.RunFolder), under the main
 # repository's root: DVC deletes a `--temp` or `--queue` run's copy of the project, and a declared

@@ -8,7 +8,8 @@ from dcgan.metrics import SAMPLE_SPREAD, SCORES, metric_key
 
 # The scores compared, and whether lower is better. The Inception ones are there when evaluate ran them.
 HEADLINE = {"fd_classifier": True, "kid_classifier": True, "precision_classifier": False,
-            "recall_classifier": False, "coverage_classifier": False, "fid_inception": True, "kid_inception": True}
+            "recall_classifier": False, "coverage_classifier": False, "pixel_intensity_emd": True,
+            "fid_inception": True, "kid_inception": True}
 # What scores the samples: runs of one configuration scored with other values of these do not compare.
 EVALUATION_PARAMS = ("n_samples", "sample_bn_mode", "eval_image_size", "eval_seed", "classifier_epochs",
                      "kid_subset_size", "kid_subsets", "inception")

@@ -6,7 +6,7 @@ Run after the pipeline (it uses the trained classifier and the prepared evaluati
     python -m dcgan.evaluate.calibration --inception --n 1000   # the Inception space (slow on a CPU)
 
 and it prints a markdown table: real images (the floor), this run's samples, and known failure
-modes (half the classes, one image repeated, blur, an untrained G, noise), scored exactly like
+modes (half the classes, one image repeated, blur, a grey background, an untrained G, noise), scored exactly like
 the evaluate stage scores a run.
 """
 
@@ -24,13 +24,15 @@ from dcgan.data.preprocess import resize
 from dcgan.evaluate.classes import class_shares
 from dcgan.evaluate.classifier import load_classifier, predict
 from dcgan.evaluate.inception import inception_features, load_inception
+from dcgan.evaluate.pixels import pixel_scores
 from dcgan.evaluate.scores import classifier_scores, distance_scores
 from dcgan.io import load_tensors
 from dcgan.models import build_models
 from dcgan.device import pick_device
 
 COLUMNS = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
-           "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier")
+           "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier", "pixel_intensity_emd")
+GREY_LEVEL = 16  # the background of the first 64-px default runs (docs/studies.md)
 
 
 def reference_sets(images: torch.Tensor, labels: torch.Tensor, cfg: Config, n: int) -> dict[str, torch.Tensor]:
@@ -49,6 +51,7 @@ def reference_sets(images: torch.Tensor, labels: torch.Tensor, cfg: Config, n: i
         "half of the classes": half[torch.randperm(len(half), generator=generator)[:n]],
         "one image repeated": real[:1].expand(n, -1, -1, -1).contiguous(),
         "blurred real (Gaussian, sigma 2)": gaussian_blur(real, kernel_size=[7, 7], sigma=[2.0, 2.0]),
+        f"grey background (dark pixels lifted to {GREY_LEVEL})": real.clamp(min=GREY_LEVEL),
         "untrained G": untrained_images,
         "uniform noise": torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=generator),
     }
@@ -79,7 +82,7 @@ def main() -> None:
         device = pick_device(cfg.device)
         model = load_inception(device)
         test_features = inception_features(model, test_images, device)
-        columns = tuple(c.replace("classifier", "inception").replace("fd_", "fid_") for c in COLUMNS[:6])
+        columns = (*(c.replace("classifier", "inception").replace("fd_", "fid_") for c in COLUMNS[:6]), COLUMNS[-1])
     else:
         classifier = load_classifier(cfg)
         test_features, test_probabilities = predict(classifier, test_images, size)
@@ -94,7 +97,7 @@ def main() -> None:
         else:
             features, probabilities = predict(classifier, images, size)
             scores = classifier_scores(features, probabilities, test_features, test_shares, cfg)
-        print_row(name, scores, columns)
+        print_row(name, {**scores, **pixel_scores(images, test_images, cfg.eval_seed)}, columns)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,21 @@ import torch
 
 from dcgan import paths
 from dcgan.config import Config
+from dcgan.data.preprocess import resize
 from dcgan.evaluate.classifier import Classifier, predict
 from dcgan.evaluate.distances import frechet_distance, kernel_distance
 from dcgan.evaluate.manifold import manifold_scores
+from dcgan.evaluate.pixels import intensity_emd, intensity_histograms
 from dcgan.io import load_tensors
 from dcgan.models import build_generator
 from dcgan.sample import generate_images
 
 
-def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray, test_radii: tuple) -> list[dict]:
+def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray, test_radii: tuple,
+                  test_images: torch.Tensor) -> list[dict]:
     rows = []
     generator = build_generator(cfg)
+    test_histograms = intensity_histograms(test_images)
     for snapshot_file in sorted(paths.SNAPSHOTS.glob("step_*.pt")):
         snapshot = load_tensors(snapshot_file)
         generator.load_state_dict(snapshot["generator"])
@@ -36,5 +40,7 @@ def quality_curve(cfg: Config, classifier: Classifier, test_features: np.ndarray
             "fd_classifier": frechet_distance(features, test_features),
             "kid_classifier": kernel_distance(features, test_features, cfg.kid_subset_size, 10, cfg.eval_seed)[0],
             **{f"{name}_classifier": manifold[name] for name in ("precision", "recall", "density", "coverage")},
+            "pixel_intensity_emd": intensity_emd(intensity_histograms(resize(images, cfg.eval_image_size)),
+                                                 test_histograms),
         })
     return rows

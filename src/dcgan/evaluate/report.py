@@ -14,7 +14,8 @@ from dcgan.metrics import CURVE_COLUMNS, FLOOR, GAN, NOTES, SCORES, SETUP, SAMPL
 from dcgan.tracking import continued_run, log_evaluation
 
 SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
-         "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier", "fid_inception",
+         "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier", "pixel_intensity_emd",
+         "fid_inception",
          "kid_inception", "precision_inception", "recall_inception", "density_inception", "coverage_inception")
 
 
@@ -31,7 +32,7 @@ def training_summary(log_csv=paths.TRAIN_LOG) -> dict[str, float]:
 
 def run_evaluation(cfg: Config) -> dict[str, dict]:
     with continued_run(paths.SAMPLE_MLFLOW_RUN, cfg) as run:
-        metrics, shares, curve = evaluate(cfg)
+        metrics, shares, curve, nearest = evaluate(cfg)
         metrics = {GAN: training_summary(), **metrics}
         classifier = json.loads(paths.CLASSIFIER_REPORT.read_text())
         if "classifier_test_accuracy" in classifier:
@@ -44,6 +45,8 @@ def run_evaluation(cfg: Config) -> dict[str, dict]:
         else:
             for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
                 figures.notice(metrics[NOTES]["classifier_scores"], path)
+        figures.nearest_training_images(nearest["samples"], nearest["training"], nearest["space"],
+                                        paths.NEAREST_TRAINING_IMAGES)
         log_evaluation(run, cfg, metrics, curve)
     print_scores(metrics)
     return metrics

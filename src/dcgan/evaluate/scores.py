@@ -16,7 +16,9 @@ from dcgan.evaluate.classifier import load_classifier, predict
 from dcgan.evaluate.curve import quality_curve
 from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, kernel_distance
 from dcgan.evaluate.inception import inception_features, load_inception
+from dcgan.evaluate.copies import copy_scores, figure_rows, pixel_vectors, pool_indices
 from dcgan.evaluate.manifold import manifold_scores, real_radii
+from dcgan.evaluate.pixels import pixel_scores
 from dcgan.io import load_tensors, progress_bar
 from dcgan.metrics import FLOOR, FLOOR_SAMPLE_SPREAD, NOTES, SCORES, SETUP, SAMPLE_SPREAD
 from dcgan.device import pick_device
@@ -68,12 +70,9 @@ def floor_path(cfg: Config) -> str:
     return FLOOR_PATH.format(image_size=cfg.image_size, then=then)
 
 
-def floor_images(cfg: Config, count: int) -> torch.Tensor:
-    """The real images of the floor: `count` of the training images G learned from, at `image_size`, so that
-    they reach `eval_image_size` by the samples' path. Real images taken straight from the raw size would
-    skip the resize the samples go through, and set a floor lower than a perfect G could reach (on
-    Fashion-MNIST at 64 px, fd_classifier 0.24 instead of about 5). As many as there are samples: FD
-    depends on N. Without a test split, the held-out test images are left out."""
+def training_pool(cfg: Config) -> torch.Tensor:
+    """The training images G learned from, at `image_size`, less any that the evaluation holds out as
+    its test set (a data set without a test split): the floor's images and the copy search's pool."""
     pool = load_tensors(paths.TRAIN_DATA)["images"]
     if not DATASETS[cfg.dataset].has_test_split:
         split_size = sum(len(load_tensors(path)["images"]) for path in (paths.EVAL_TRAIN_DATA, paths.EVAL_TEST_DATA))
@@ -81,6 +80,16 @@ def floor_images(cfg: Config, count: int) -> torch.Tensor:
         keep[held_out_indices(split_size, cfg.eval_seed)] = False
         # train.pt holds the first max_train_images of the same files, in the same order.
         pool = pool[keep[:len(pool)]]
+    return pool
+
+
+def floor_images(cfg: Config, count: int, pool: torch.Tensor | None = None) -> torch.Tensor:
+    """The real images of the floor: `count` of the training images G learned from, at `image_size`, so that
+    they reach `eval_image_size` by the samples' path. Real images taken straight from the raw size would
+    skip the resize the samples go through, and set a floor lower than a perfect G could reach (on
+    Fashion-MNIST at 64 px, fd_classifier 0.24 instead of about 5). As many as there are samples: FD
+    depends on N."""
+    pool = training_pool(cfg) if pool is None else pool
     pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.eval_seed))[:count]
     return pool[pick]
 
@@ -94,19 +103,25 @@ def _sections(generated: dict, floor: dict) -> dict[str, dict]:
             FLOOR_SAMPLE_SPREAD: split(floor, True)}
 
 
-def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
+def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict], dict]:
     """Scores of the generated samples against the real test split, beside the real-vs-real floor;
-    the class shares of generated, real-train and real-test images (for the histogram); and the
-    quality curve of the snapshots kept during training. The metrics come in the sections of
-    dcgan.metrics. Without labels there is no domain
-    classifier: its scores, the shares and the curve are skipped, and the metrics say why."""
+    the class shares of generated, real-train and real-test images (for the histogram); the
+    quality curve of the snapshots kept during training; and samples beside their nearest training
+    images (for that figure). The metrics come in the sections of dcgan.metrics. Without labels
+    there is no domain classifier: its scores, the shares and the curve are skipped, the metrics say
+    why, and the copy search runs in pixels."""
     samples = load_tensors(paths.SAMPLES)["images"]
     test = load_tensors(paths.EVAL_TEST_DATA)
-    real = floor_images(cfg, len(samples))
+    pool = training_pool(cfg)
+    real = floor_images(cfg, len(samples), pool)
     generated, floor, notes, counts = {}, {}, {}, {}
     notes["floor_path"] = floor_path(cfg)
     counts.update({"floor_image_size": cfg.image_size, "eval_image_size": cfg.eval_image_size})
     shares, curve = None, []
+
+    # In pixels, every data set: both sets at eval_image_size, by the same resize, as the test images are.
+    generated.update(pixel_scores(resize(samples, cfg.eval_image_size), test["images"], cfg.eval_seed))
+    floor.update(pixel_scores(resize(real, cfg.eval_image_size), test["images"], cfg.eval_seed))
 
     if DATASETS[cfg.dataset].labelled:
         model = load_classifier(cfg)
@@ -121,7 +136,7 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
         floor.update(classifier_scores(real_features, real_probabilities, test_features, test_shares, cfg, radii))
         shares = {"generated": class_shares(generated_probabilities).tolist(),
                   "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
-        curve = quality_curve(cfg, model, test_features, radii)
+        curve = quality_curve(cfg, model, test_features, radii, test["images"])
         # The curve's reference line: its snapshots are scored on fewer samples, and FD grows as N falls.
         floor[CURVE_FLOOR] = frechet_distance(real_features[:cfg.curve_samples], test_features)
         notes["classifier_scores"] = f"on: {cfg.dataset} has labels"
@@ -130,6 +145,23 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
         notes["classifier_scores"] = (f"skipped: {cfg.dataset} has no labels, so there is no domain classifier "
                                       "(no fd/kid/precision/recall_classifier, class statistics or quality curve); "
                                       "the Inception scores apply")
+
+    # Copies: each sample's nearest training images, against how near unseen real (test) images come.
+    pool_size, searched = len(pool), pool_indices(len(pool), cfg.eval_seed)
+    pool = resize(pool[torch.as_tensor(searched)], cfg.eval_image_size)
+    if DATASETS[cfg.dataset].labelled:
+        space, pool_features = "classifier", predict(model, pool, cfg.eval_image_size)[0]
+        sample_space, test_space = generated_features, test_features
+    else:
+        space, pool_features = "pixels", pixel_vectors(pool)
+        sample_space, test_space = pixel_vectors(resize(samples, cfg.eval_image_size)), pixel_vectors(test["images"])
+    copy, copy_floor, details = copy_scores(sample_space, test_space, pool_features, space, cfg.eval_seed)
+    generated.update(copy)
+    floor.update(copy_floor)
+    shown, neighbours = figure_rows(details, cfg.eval_seed)
+    nearest = {"samples": resize(samples[torch.as_tensor(shown)], cfg.eval_image_size),
+               "training": pool[torch.as_tensor(neighbours)], "space": space}
+    notes["near_copies"] = f"searched in {space} space: {len(searched)} of the {pool_size} training images"
 
     use_inception, notes["inception"] = inception_wanted(cfg)
     print(f"Inception scores: {notes['inception']}")
@@ -144,5 +176,6 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict]]:
         radii = real_radii(features["test"])
         generated.update(distance_scores(features["generated"], features["test"], "inception", cfg, radii))
         floor.update(distance_scores(features["real"], features["test"], "inception", cfg, radii))
-    counts.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(real)})
-    return {**_sections(generated, floor), SETUP: counts, NOTES: notes}, shares, curve
+    counts.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(real),
+                   "n_copy_search": len(searched)})
+    return {**_sections(generated, floor), SETUP: counts, NOTES: notes}, shares, curve, nearest

@@ -103,7 +103,7 @@ def headline(scores: dict, sample_spread: dict, floor: dict) -> str:
     """The scores a reader looks at first, beside the real-vs-real floor."""
     parts = []
     for name in ("fd_classifier", "coverage_classifier", "precision_classifier", "recall_classifier",
-                 "class_entropy_ratio", "fid_inception"):
+                 "class_entropy_ratio", "pixel_intensity_emd", "fid_inception"):
         if name in scores:
             spread_text = f" ± {sample_spread[name]:.2g}" if name in sample_spread else ""
             parts.append(f"`{name}` {scores[name]:.4g}{spread_text} (floor {floor[name]:.3g})")

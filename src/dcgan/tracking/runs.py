@@ -136,7 +136,7 @@ def log_evaluation(run, cfg: Config, metrics: dict[str, dict], curve: list[dict]
     mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=lineage.dataset_inputs(cfg, lineage.EVALUATION_DATA))
     for path in (paths.METRICS, paths.QUALITY_CURVE):
         mlflow.log_artifact(str(path))
-    for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
+    for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE, paths.NEAREST_TRAINING_IMAGES):
         mlflow.log_artifact(str(path), "figures")
     headline = lineage.headline(metrics[SCORES], metrics[SAMPLE_SPREAD], metrics[FLOOR])
     mlflow.set_tag("mlflow.note.content", lineage.describe(cfg, headline))
