@@ -12,6 +12,12 @@
 
     python benchmarks/gpu_check.py OUT [--data DIR]      # on the GPU machine (make gpu-check)
     python benchmarks/gpu_check.py OUT --smoke           # the same steps on the CPU at tiny sizes (make test)
+    python benchmarks/gpu_check.py OUT --study FILE      # instead of the steps: a study, configurations x seeds
+
+A study (e.g. benchmarks/study_64px.yaml) trains each configuration over each seed, keeps its G and
+scores it as the pipeline's select, sample and evaluate stages do, with the domain classifier and
+test split carried from here (make gpu-carry), and writes a row per run into OUT/report.json as it
+goes; `dcgan-compare --study OUT/report.json` then compares the configurations over their seeds.
 
 Back here, `python benchmarks/gpu_check.py --score OUT` scores the samples with the pipeline's own
 domain classifier (run `dvc repro classifier` first).
@@ -41,11 +47,12 @@ from dcgan.config import load_config  # noqa: E402
 from dcgan.data.download import fetch_fashion_mnist  # noqa: E402
 from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.errors import UserError, run_stage  # noqa: E402
-from dcgan.io import save_tensors, write_json  # noqa: E402
+from dcgan.io import load_tensors, save_tensors, write_json  # noqa: E402
 from dcgan.device import pick_device  # noqa: E402
 from dcgan.speed import cpu  # noqa: E402
 
 CARRIED_DATA = ROOT / ".gpu-carry" / "fashion-mnist"  # what benchmarks/README.md's carry command brings
+CARRIED_EVAL = ROOT / ".gpu-carry" / "eval"  # the domain classifier and the test split, for a study's scores
 DEBIAN_DATA = Path("/usr/share/datasets/fashion-mnist")
 MAX_FILE_BYTES = 15 * 1024 * 1024
 # The quick variant of scripts/pipeline.sh at 2 epochs: a sweep's small run, for step 5.
@@ -54,6 +61,7 @@ SHARED_RUN = dict(image_size=32, ngf=32, ndf=32, epochs=2, label_smoothing=0.1, 
 SHARED_COUNTS = (1, 2, 4)
 SMOKE = dict(image_size=16, nz=16, ngf=8, ndf=8, batch_size=32, epochs=1, max_train_images=256, log_every=2,
              sample_every=4, eval_every=4, n_samples=300)
+STUDY_SMOKE = {**SMOKE, "curve_samples": 128, "kid_subset_size": 64, "kid_subsets": 5}  # scores sized for 300 samples
 
 
 def gpu_tests(smoke: bool) -> dict:
@@ -106,9 +114,9 @@ def default_training(data: Path, device: torch.device, smoke: bool, work: Path) 
 
 def write_samples(cfg, device: torch.device, out: Path) -> dict:
     """10,000 uint8 samples (the sample stage's G and noise), in files of at most MAX_FILE_BYTES."""
-    from dcgan.sample import generate_images, load_generator
+    from dcgan.sample import generate_images, last_generator
 
-    generator, step = load_generator(cfg, device)
+    generator, step = last_generator(cfg, device)
     images = generate_images(generator, cfg.n_samples, cfg, torch.Generator().manual_seed(cfg.seed + 1), device)
     files = save_in_files(images, out)
     print(f"  {len(images)} samples of step {step} -> {', '.join(f['file'] for f in files)}")
@@ -187,6 +195,105 @@ def shared_device(data: Path, device: torch.device, smoke: bool, work: Path) -> 
     return rows
 
 
+# What a study's run may not change: the evaluation's yardstick, which every run shares. Inception is off:
+# its weights do not travel to the GPU machine.
+STUDY_FIXED = dict(inception="off")
+
+
+def study_eval_files(work: Path, data: Path, smoke: bool) -> Path:
+    """A folder with the domain classifier and the test split, as the pipeline's stages made them: carried
+    from here (make gpu-carry), or in smoke mode trained in seconds on a few real images."""
+    from dcgan.evaluate.classifier import fit_classifier
+
+    folder = work / "eval"
+    if not smoke:
+        if not CARRIED_EVAL.is_dir():
+            raise UserError(f"{CARRIED_EVAL} is missing: run `make gpu-carry` here first (it brings the classifier "
+                            "and the test split the scores need)")
+        return CARRIED_EVAL
+    os.chdir(work)
+    cfg = load_config(ROOT / "params.yaml").model_copy(update={**SMOKE, "classifier_epochs": 1})
+    fetch_fashion_mnist(data, paths.RAW_DATA)
+    for split, path in ((True, paths.EVAL_TRAIN_DATA), (False, paths.EVAL_TEST_DATA)):
+        found = prepare_split(paths.RAW_DATA, train=split, size=cfg.eval_image_size, max_images=512)
+        save_tensors(path, {"images": found["images"], "labels": found["labels"]})
+    fit_classifier(cfg)
+    folder.mkdir(exist_ok=True)
+    for path in (paths.CLASSIFIER, paths.EVAL_TEST_DATA, paths.EVAL_TRAIN_DATA):
+        os.replace(path, folder / path.name)
+    return folder
+
+
+def study(spec_file: Path, data: Path, device: torch.device, smoke: bool, work: Path, out: Path, report: dict) -> None:
+    """Each configuration of the study file over each of its seeds: trained with tracking off, its G kept
+    and scored as select, sample and evaluate do. Runs that differ only after training (keep_g, ...)
+    share one training: the train stage's params in dvc.yaml say what a training is."""
+    import shutil
+
+    import yaml
+
+    from dcgan.config import Config
+    from dcgan.evaluate.pixels import corner_mean
+    from dcgan.evaluate.scores import evaluate
+    from dcgan.evaluate.selection import select_generator
+    from dcgan.sample import sample
+    from dcgan.train import train
+
+    spec = yaml.safe_load(spec_file.read_text())
+    train_params = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["params"]
+    base = {**load_config(ROOT / "params.yaml").model_dump(), "device": device.type, **STUDY_FIXED,
+            **(STUDY_SMOKE if smoke else {})}
+    eval_files = study_eval_files(work, data, smoke)
+    report["study"] = {"file": str(spec_file.relative_to(ROOT)) if spec_file.is_relative_to(ROOT) else str(spec_file),
+                       "seeds": spec["seeds"], "configurations": spec["configurations"], "runs": []}
+    trainings: dict[tuple, Path] = {}
+    for name, overrides in spec["configurations"].items():
+        for seed in spec["seeds"]:
+            cfg = Config(**{**base, **(overrides or {}), "seed": seed, **STUDY_FIXED})  # validated, as a stage does
+            key = tuple(str(getattr(cfg, param)) for param in train_params)
+            started = time.perf_counter()
+            folder = trainings.get(key)
+            if folder is None:
+                folder = trainings[key] = work / f"training-{len(trainings)}"
+                (folder / ".dvc").mkdir(parents=True)
+                os.chdir(folder)
+                split = prepare_split(work / "raw", train=True, size=cfg.image_size, max_images=cfg.max_train_images)
+                save_tensors(paths.TRAIN_DATA, {"images": split["images"]})
+                for source in eval_files.iterdir():
+                    target = {"classifier.pt": paths.CLASSIFIER}.get(source.name, paths.EVAL_TRAIN_DATA.parent / source.name)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+                train(cfg, tracked=False)
+                trained_here = True
+            else:
+                os.chdir(folder)
+                trained_here = False
+            trained = time.perf_counter()
+            selection, curve = select_generator(cfg)
+            sample(cfg)
+            metrics, _, _ = evaluate(cfg)
+            samples = load_tensors(paths.SAMPLES)["images"]
+            log = paths.TRAIN_LOG.read_text().splitlines()
+            last = dict(zip(log[0].split(","), log[-1].split(",")))
+            row = {"configuration": name, "overrides": overrides or {}, "seed": seed, "params": cfg.model_dump(),
+                   "trained_here": trained_here, "seconds_training_loop": float(last["seconds"]),
+                   "images_per_second": float(last["images_seen"]) / float(last["seconds"]),
+                   "seconds_train_stage": round(trained - started, 1) if trained_here else None,
+                   "seconds_select_sample_evaluate": round(time.perf_counter() - trained, 1),
+                   "scores": metrics["scores"], "scores_sample_spread": metrics["scores_sample_spread"],
+                   "scores_floor": metrics["scores_floor"], "selection": selection,
+                   "corner_mean": corner_mean(samples), "curve": curve}
+            report["study"]["runs"].append(row)
+            shutil.copyfile(paths.SAMPLE_FIGURES / "real_vs_fake.png", out / f"real_vs_fake_{name}_seed{seed}.png")
+            write_json(out / "report.json", report)  # as it goes: a run cut short keeps the rows before it
+            print(f"  {name}, seed {seed}: fd_classifier {row['scores']['fd_classifier']:.2f}, recall "
+                  f"{row['scores']['recall_classifier']:.3f}, pixel_intensity_emd "
+                  f"{row['scores']['pixel_intensity_emd']:.2f}, corners {row['corner_mean']:.1f}; kept step "
+                  f"{selection['chosen_step']} of {selection['last_step']} "
+                  f"({row['seconds_training_loop']:.0f} s training{'' if trained_here else ', shared'})", flush=True)
+    os.chdir(ROOT)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the samples and report.json")
@@ -194,6 +301,8 @@ def main() -> None:
                                                   "else Debian's /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, in seconds (make test runs it)")
     parser.add_argument("--score", action="store_true", help="score the samples in OUT with the domain classifier")
+    parser.add_argument("--study", type=Path, help="instead of the check's steps: the study in this YAML file, "
+                                                    "configurations x seeds (e.g. benchmarks/study_64px.yaml)")
     parser.add_argument("--train-one", type=Path, help=argparse.SUPPRESS)  # a process of step 5
     args = parser.parse_args()
     if args.train_one:
@@ -211,6 +320,15 @@ def main() -> None:
               "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU: {cpu().model}",
               "torch": torch.__version__, "cpu_model": cpu().model}
     started = time.perf_counter()
+    if args.study:
+        print(f"study {args.study} on {report['device']} (torch {torch.__version__}){' - smoke mode' if args.smoke else ''}")
+        with tempfile.TemporaryDirectory(prefix="gpu-study-") as work:
+            fetch_fashion_mnist(data, Path(work) / "raw")
+            study(args.study.resolve(), data, device, args.smoke, Path(work), out, report)
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        write_json(out / "report.json", report)
+        print(f"done in {report['seconds']:.0f} s -> {out}/report.json (compare: dcgan-compare --study {out}/report.json)")
+        return
     print(f"GPU check on {report['device']} (torch {torch.__version__}){' - smoke mode' if args.smoke else ''}")
     print("1. gpu-marked tests:")
     report["gpu_tests"] = gpu_tests(args.smoke)

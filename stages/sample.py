@@ -1,4 +1,4 @@
-"""sample: n_samples images from the trained G for evaluation, and figures, into the training's MLflow run."""
+"""sample: n_samples images from the G the run keeps (the select stage's), and figures, into the training's MLflow run."""
 
 from dcgan import paths
 from dcgan.config import load_config
@@ -9,7 +9,7 @@ from dcgan.tracking import continued_run, log_samples
 
 def main() -> None:
     cfg = load_config()
-    with continued_run(paths.MLFLOW_RUN, cfg, paths.SAMPLE_MLFLOW_RUN) as run:
+    with continued_run(paths.GENERATOR_MLFLOW_RUN, cfg, paths.SAMPLE_MLFLOW_RUN) as run:
         trained_steps = sample(cfg)
         log_samples(run, paths.SAMPLE_FIGURES, trained_steps)
 

@@ -39,3 +39,30 @@ def test_samples_are_split_into_files_of_at_most_15_mib(tmp_path):
     assert len(files) == 3 and sum(f["images"] for f in files) == 10_000
     assert all((tmp_path / f["file"]).stat().st_size <= MAX_FILE_BYTES for f in files)
     assert torch.equal(torch.cat([load_tensors(tmp_path / f["file"])["images"] for f in files]), images)
+
+
+@requires_fashion_mnist
+def test_a_study_trains_each_configuration_over_its_seeds_and_dcgan_compare_reads_it(tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text("seeds: [1, 2]\nconfigurations:\n  tutorial: {}\n  best-g: {keep_g: best}\n")
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", str(tmp_path / "out"), "--smoke", "--study",
+                           str(study)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = json.loads((tmp_path / "out" / "report.json").read_text())["study"]["runs"]
+    assert [(run["configuration"], run["seed"]) for run in runs] == [("tutorial", 1), ("tutorial", 2), ("best-g", 1),
+                                                                     ("best-g", 2)]
+    # best-g changes nothing before training: it reuses each seed's training, and keeps its best snapshot.
+    assert [run["trained_here"] for run in runs] == [True, True, False, False]
+    for run in runs:
+        assert run["scores"]["fd_classifier"] > 0 and 0 <= run["corner_mean"] <= 255
+        assert [row["step"] for row in run["curve"]] == [4, 8]
+        best = min(run["curve"], key=lambda row: (row["fd_classifier"], -row["step"]))["step"]
+        assert run["selection"]["chosen_step"] == (8 if run["configuration"] == "tutorial" else best)
+        assert (tmp_path / "out" / f"real_vs_fake_{run['configuration']}_seed{run['seed']}.png").is_file()
+    compared = subprocess.run([sys.executable, "-m", "dcgan.compare.cli", "--study", str(tmp_path / "out" / "report.json"),
+                               "--baseline", "keep_g=last", "--out", str(tmp_path / "compare")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert compared.returncode == 0, compared.stdout[-3000:] + compared.stderr[-3000:]
+    result = json.loads((tmp_path / "compare" / "comparison.json").read_text())
+    assert sorted((c["name"], c["n_seeds"]) for c in result["configurations"]) == [("best-g", 2), ("tutorial", 2)]
+    assert "pixel_intensity_emd" in (tmp_path / "compare" / "comparison.md").read_text()

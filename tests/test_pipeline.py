@@ -14,8 +14,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY_PROJECT, in_users_shell, make_project, requires_fashion_mnist, run
+from conftest import ROOT, TINY_PROJECT, in_users_shell, make_config, make_project, requires_fashion_mnist, run
 from dcgan import paths
+from dcgan.io import load_tensors
+from dcgan.models import build_generator
 
 @pytest.mark.slow
 @requires_fashion_mnist
@@ -58,7 +60,7 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
     runs = [mlflow_run for mlflow_run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")
             if mlflow_run.data.params["arch"] == "dcgan" and mlflow_run.data.params["dataset"] == "fashion_mnist"
-            and mlflow_run.data.params["sample_bn_mode"] == "eval"]
+            and mlflow_run.data.params["sample_bn_mode"] == "eval" and mlflow_run.data.params["keep_g"] == "last"]
     assert sorted(mlflow_run.data.params["lr"] for mlflow_run in runs) == ["0.0001", "0.0002", "0.0003"]
     client = mlflow.MlflowClient()
     for mlflow_run in runs:
@@ -117,6 +119,35 @@ def test_a_variant_that_reuses_a_trained_g_gets_its_own_run_and_leaves_the_other
 
 @pytest.mark.slow
 @requires_fashion_mnist
+def test_keeping_the_best_g_reuses_the_training_and_keeps_the_snapshot_best_on_validation(project):
+    copy, _ = project
+    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
+    runs = {run.info.run_name: run for run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")}
+    best, last = runs["best-g"], runs["lower-lr"]
+    assert best.data.tags["derived_from_run"] == last.info.run_id  # train came from DVC's run cache
+    assert best.data.tags["changed_params"] == "keep_g"
+    # keep_g is part of a configuration: the two are compared as two, not as seeds of one.
+    assert best.data.tags["config"] != last.data.tags["config"] and "keep_g=best" in best.data.tags["config_name"]
+    client = mlflow.MlflowClient()
+    curve = {m.step: m.value for m in client.get_metric_history(best.info.run_id, "scores_over_training/fd_classifier")}
+    assert sorted(curve) == [4, 8]
+    chosen = int(best.data.metrics["selection/chosen_step"])
+    assert chosen == min(curve, key=lambda step: (curve[step], -step))
+    assert best.data.metrics["selection/chosen_validation_score"] == pytest.approx(curve[chosen])
+    assert best.data.metrics["selection/last_validation_score"] == pytest.approx(curve[8])
+    assert last.data.metrics["selection/chosen_step"] == last.data.metrics["selection/last_step"] == 8
+    # The logged model is the kept snapshot's G (the workspace holds the same training's snapshots).
+    model = mlflow.pytorch.load_model(best.data.tags["generator_model_uri"])
+    generator = build_generator(make_config(**TINY_PROJECT))
+    generator.load_state_dict(load_tensors(copy / paths.SNAPSHOTS / f"step_{chosen:07d}.pt")["generator"])
+    latents = torch.randn(3, TINY_PROJECT["nz"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(latents), generator.eval()(latents.reshape(3, -1, 1, 1)), atol=1e-5)
+    assert "figures/quality_curve.png" in {a.path for a in client.list_artifacts(best.info.run_id, "figures")}
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
 def test_the_mlp_baseline_lands_in_mlflow_beside_the_dcgan_runs(project):
     copy, _ = project
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
@@ -153,9 +184,10 @@ def test_metrics_file_has_finite_scores_next_to_the_floor(repro_project):
     copy, _ = repro_project  # the tiny `dvc repro`: every stage ran (or, after `project`, its lr=0.0001 run)
     metrics = json.loads((copy / paths.METRICS).read_text())
     assert list(metrics) == ["gan", "scores", "scores_sample_spread", "scores_floor", "scores_floor_sample_spread",
-                             "setup", "notes"]
+                             "setup", "notes", "selection"]
     for score in ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
-                  "density_classifier", "coverage_classifier", "class_entropy_ratio", "is_classifier"):
+                  "density_classifier", "coverage_classifier", "class_entropy_ratio", "is_classifier",
+                  "pixel_intensity_emd", "near_copy_share_classifier"):
         for section in ("scores", "scores_floor"):
             assert math.isfinite(metrics[section][score]), (section, score)
     for section, spread in (("scores_sample_spread", "fd_classifier"), ("scores_sample_spread", "kid_classifier"),
@@ -169,6 +201,11 @@ def test_metrics_file_has_finite_scores_next_to_the_floor(repro_project):
     # The floor's real images took the samples' path: the training size, then eval_image_size.
     assert (metrics["setup"]["floor_image_size"], metrics["setup"]["eval_image_size"]) == (16, 32)
     assert "at 16 px" in metrics["notes"]["floor_path"] and "resized to 32 px" in metrics["notes"]["floor_path"]
+    assert 0 <= metrics["scores"]["near_copy_share_classifier"] <= 1
+    kept = metrics["selection"]  # keep_g: last; of the 256 training images, half are validation images
+    assert (kept["keep_g"], kept["score"], kept["chosen_step"], kept["last_step"], kept["validation_images"]) == \
+        ("last", "fd_classifier", 8, 8, 128)
+    assert kept["chosen_validation_score"] == kept["last_validation_score"] > kept["curve_floor"] > 0
     curve = list(csv.DictReader(open(copy / paths.QUALITY_CURVE)))
     assert [int(row["step"]) for row in curve] == [4, 8]  # 256 images / batch 32 = 8 steps, every 4
     assert all(math.isfinite(float(row["fd_classifier"])) for row in curve)
@@ -202,7 +239,7 @@ def test_returning_to_earlier_params_restores_every_stage_from_the_run_cache(pro
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
     runs_before = len(mlflow.search_runs(experiment_names=["dcgan"]))
     output = run(["dvc", "exp", "run", "--temp", "-n", "back-to-0.0002", "-S", "lr=0.0002"], copy, env)
-    for stage in ("train", "sample", "evaluate"):
+    for stage in ("train", "select", "sample", "evaluate"):
         assert f"Stage '{stage}' is cached - skipping run" in output, output
     assert "Running stage" not in output, output
     found = experiments(copy, env)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcgan.evaluate.pixels import intensity_emd, intensity_histograms, pixel_scores
+from dcgan.evaluate.pixels import corner_mean, intensity_emd, intensity_histograms, pixel_scores
 
 
 def constant(value: int, count: int = 4, channels: int = 1, size: int = 8) -> torch.Tensor:
@@ -50,3 +50,12 @@ def test_scores_carry_a_bootstrap_spread_that_vanishes_for_identical_images():
     assert scores == {"pixel_intensity_emd": pytest.approx(5), "pixel_intensity_emd_std": 0.0}
     mixed = torch.cat([constant(0), constant(40)])
     assert pixel_scores(mixed, constant(0), seed=0)["pixel_intensity_emd_std"] > 0
+
+
+def test_the_corner_mean_reads_the_four_corner_squares_only():
+    images = torch.zeros((2, 1, 64, 64), dtype=torch.uint8)
+    images[:, :, 10:54, 10:54] = 255  # the object, away from the 6x6 corners
+    assert corner_mean(images) == 0
+    images[0, :, :6, :6] = 40  # one corner of one image
+    assert corner_mean(images) == pytest.approx(40 / 8)
+    assert corner_mean(torch.full((1, 3, 32, 32), 9, dtype=torch.uint8)) == 9  # 3x3 at 32 px, any channels

@@ -55,7 +55,7 @@ def test_same_params_on_the_cpu_give_the_same_weights(work_folder, tmp_path_fact
 
 
 def test_ema_of_g_is_checkpointed_and_is_what_sampling_uses(work_folder):
-    from dcgan.sample import load_generator
+    from dcgan.sample import last_generator
 
     cfg = make_config(**TINY, ema_decay=0.9)
     train(cfg)
@@ -63,7 +63,7 @@ def test_ema_of_g_is_checkpointed_and_is_what_sampling_uses(work_folder):
     ema, raw = checkpoint["generator_ema"], checkpoint["generator"]
     assert ema.keys() == raw.keys()
     assert not torch.equal(ema["main.0.weight"], raw["main.0.weight"])  # an average lags the last weights
-    generator, trained_steps = load_generator(cfg, torch.device("cpu"))
+    generator, trained_steps = last_generator(cfg, torch.device("cpu"))
     sampled = generator.state_dict()
     assert trained_steps == checkpoint["step"]
     assert all(torch.equal(sampled[name], ema[name]) for name in ema)

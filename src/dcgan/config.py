@@ -27,9 +27,9 @@ WEIGHTS_PARAMS = ("seed", "dataset", "channels", "image_size", "arch", "nz", "ng
                   "lr_decay_start")
 
 # A configuration, as dcgan-compare and MLflow's `config` tag group runs: what shapes the trained weights but
-# the seed, the params that choose the training images (they reach the weights through the data's bytes)
-# and how long it trains. Runs that share these differ by chance alone, so their spread is the seed's.
-CONFIG_PARAMS = (*(key for key in WEIGHTS_PARAMS if key != "seed"), "path", "max_train_images", "epochs")
+# the seed, the params that choose the training images (they reach the weights through the data's bytes),
+# how long it trains and which of its Gs it keeps. Runs that share these differ by chance alone, so their spread is the seed's.
+CONFIG_PARAMS = (*(key for key in WEIGHTS_PARAMS if key != "seed"), "path", "max_train_images", "epochs", "keep_g")
 
 # Powers of two (4x4 maps next to the latent) and 28, the 7 -> 14 -> 28 layout of the MNIST tutorials.
 IMAGE_SIZES = (16, 28, 32, 64, 128, 256)
@@ -89,6 +89,8 @@ class Config(BaseModel):
     compile: Literal["auto", "on", "off"]
 
     # sampling and evaluation
+    keep_g: Literal["best", "last"] = Field(description="the G a run keeps: its last step's, or its snapshot "
+                                                        "with the best score on validation images")
     n_samples: int = Field(ge=64, le=1_000_000)
     sample_bn_mode: Literal["eval", "train"]
     curve_samples: int = Field(ge=64)

@@ -148,25 +148,33 @@ def class_histogram(shares: dict[str, list[float]], class_names: list[str], path
     _save_figure(fig, path)
 
 
-def quality_curve(rows: list[dict], path: str | Path, fd_floor: float | None = None) -> None:
-    """fd_classifier and precision/recall of G's snapshots against the images seen in training;
-    `fd_floor`: real training images' fd_classifier at the curve's sample count, drawn as a line."""
+def quality_curve(rows: list[dict], path: str | Path, selection: dict) -> None:
+    """G's snapshots on validation images against the images seen in training: the selection score with
+    its floor (real training images at the curve's sample count) and the kept G marked; beside it, with
+    a domain classifier, precision, recall, density and coverage."""
     plt = _pyplot()
 
-    seen = [row["images_seen"] for row in rows]
-    fig, (ax_fd, ax_pr) = plt.subplots(1, 2, figsize=(12, 4))
-    ax_fd.plot(seen, [row["fd_classifier"] for row in rows], marker="o", label="G's snapshots")
-    if fd_floor is not None and fd_floor > 0:  # a log axis
-        ax_fd.axhline(fd_floor, color="gray", linestyle="--", label="floor: real training images")
-        ax_fd.legend()
-    ax_fd.set(xlabel="images seen", ylabel="fd_classifier (lower is better)", yscale="log",
-              title="Frechet distance over training")
-    for name in ("precision", "recall", "density", "coverage"):
-        ax_pr.plot(seen, [row[f"{name}_classifier"] for row in rows], marker="o", label=name)
-    ax_pr.set(xlabel="images seen", ylabel="score", title="Fidelity and diversity over training")
-    for ax in (ax_fd, ax_pr):
+    score, seen = selection["score"], [row["images_seen"] for row in rows]
+    with_manifold = "precision_classifier" in rows[0]
+    fig, axes = plt.subplots(1, 2 if with_manifold else 1, figsize=(12 if with_manifold else 6, 4), squeeze=False)
+    ax_score = axes[0][0]
+    ax_score.plot(seen, [row[score] for row in rows], marker="o", label="G's snapshots")
+    kept = next(row for row in rows if row["step"] == selection["chosen_step"])
+    ax_score.plot([kept["images_seen"]], [kept[score]], marker="*", markersize=16, linestyle="none", color="C3",
+                  label=f"kept (keep_g: {selection['keep_g']}): step {kept['step']}")
+    if selection["curve_floor"] > 0:  # a log axis
+        ax_score.axhline(selection["curve_floor"], color="gray", linestyle="--", label="floor: real training images")
+    ax_score.set(xlabel="images seen", ylabel=f"{score} (lower is better)", yscale="log",
+                 title=f"{score} on {selection['validation_images']} validation images")
+    ax_score.legend()
+    if with_manifold:
+        ax_pr = axes[0][1]
+        for name in ("precision", "recall", "density", "coverage"):
+            ax_pr.plot(seen, [row[f"{name}_classifier"] for row in rows], marker="o", label=name)
+        ax_pr.set(xlabel="images seen", ylabel="score", title="Fidelity and diversity over training")
+        ax_pr.legend()
+    for ax in axes[0]:
         ax.grid(alpha=0.3)
-    ax_pr.legend()
     fig.tight_layout()
     _save_figure(fig, path)
 

@@ -18,18 +18,19 @@ FLOOR = "scores_floor"               # the same scores for real training images:
 # moves with the draw of its samples, nothing about training again: the spread over training seeds is
 # several times larger (docs/scores.md), and dcgan-compare measures it.
 FLOOR_SAMPLE_SPREAD = "scores_floor_sample_spread"  # each floor's, over resamples of the real images
-OVER_TRAINING = "scores_over_training"  # G's snapshots over training (step = training step)
+OVER_TRAINING = "scores_over_training"  # G's snapshots on validation images (step = training step)
 SAMPLE_SPREAD = "scores_sample_spread"  # each score's, over resamples of one G's samples
+SELECTION = "selection"              # which G the run kept (keep_g): its step and validation score, the last G's beside it
 SETUP = "setup"                      # image counts, the domain classifier's test accuracy
 NOTES = "notes"                      # why a family of scores is on, off or skipped (text: tags in MLflow)
-SECTIONS = (GAN, SCORES, FLOOR, FLOOR_SAMPLE_SPREAD, OVER_TRAINING, SAMPLE_SPREAD, SETUP, NOTES)
+SECTIONS = (GAN, SCORES, FLOOR, FLOOR_SAMPLE_SPREAD, OVER_TRAINING, SAMPLE_SPREAD, SELECTION, SETUP, NOTES)
 
 # The training log's values (reports/train/log.csv columns, `gan/` in MLflow), in the tutorial's terms:
 # D(x) is D's mean output on real images, D(G(z)) on generated ones, before and after D's update.
 TRAINING = ("loss_d", "loss_g", "d_x", "d_g_z_before_d_step", "d_g_z_after_d_step")
 FIXED_NOISE_GRID = f"{GAN}/fixed_noise_grid"  # an image key: G on the same z all run long
 
-# The quality curve's scores of each G snapshot (reports/evaluate/quality_curve.csv, `scores_over_training/`).
+# The quality curve's scores of each G snapshot (reports/select/quality_curve.csv, `scores_over_training/`).
 CURVE_SCORES = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier",
                 "density_classifier", "coverage_classifier", "pixel_intensity_emd")
 CURVE_COLUMNS = ("step", "images_seen", "seconds", *CURVE_SCORES)

@@ -20,14 +20,18 @@ TRAIN_GRIDS = Path("reports/train/grids")
 TRAIN_CURVES = Path("reports/train/curves.png")
 SNAPSHOTS = Path("models/snapshots")
 
+GENERATOR = Path("models/generator.pt")  # the G the run keeps (keep_g): sampled, scored, logged as a model
+GENERATOR_MLFLOW_RUN = Path("models/generator_mlflow_run.json")
+SELECTION = Path("reports/select/selection.json")
+QUALITY_CURVE = Path("reports/select/quality_curve.csv")
+QUALITY_CURVE_FIGURE = Path("reports/select/quality_curve.png")
+
 SAMPLES = Path("data/samples/samples.pt")
 SAMPLE_MLFLOW_RUN = Path("data/samples/mlflow_run.json")
 SAMPLE_FIGURES = Path("reports/samples")
 
 METRICS = Path("reports/metrics.json")
 CLASS_HISTOGRAM = Path("reports/evaluate/class_histogram.png")
-QUALITY_CURVE = Path("reports/evaluate/quality_curve.csv")
-QUALITY_CURVE_FIGURE = Path("reports/evaluate/quality_curve.png")
 NEAREST_TRAINING_IMAGES = Path("reports/evaluate/nearest_training_images.png")
 
 # Unfinished trainings, each in its own folder <key>/ (see checkpoint.RunFolder), under the main

@@ -12,17 +12,30 @@ from dcgan.figures import display_scale, grid_image, progress_gif, real_vs_fake,
 from dcgan.io import load_tensors, save_tensors
 from dcgan.models import build_generator, draw_noise, generate, model_spec
 from dcgan.device import pick_device
+from dcgan.errors import CheckpointError
 
 BATCH = 500
 
 
-def load_generator(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, int]:
-    """The trained G (the moving average of its weights when training kept one, ema_decay > 0), and
-    the training step it was saved at."""
+def last_generator(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """The G of the training's last step (the moving average of its weights when training kept one,
+    ema_decay > 0), and that step."""
     checkpoint = load_checkpoint(paths.CHECKPOINT, model_spec(cfg))
     generator = build_generator(cfg)
     generator.load_state_dict(checkpoint["generator_ema"] or checkpoint["generator"])
     return generator.to(device).eval(), checkpoint["step"]
+
+
+def kept_generator(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """The G the run keeps (the select stage's choice, keep_g), and the training step of its snapshot."""
+    kept = load_tensors(paths.GENERATOR)
+    generator = build_generator(cfg)
+    try:
+        generator.load_state_dict(kept["generator"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{paths.GENERATOR} does not hold a G for these params ({str(exc).splitlines()[0]}). "
+                              "Run the stages before sample again: dvc repro select") from None
+    return generator.to(device).eval(), kept["step"]
 
 
 def generate_images(generator: torch.nn.Module, count: int, cfg: Config, noise_rng: torch.Generator,
@@ -52,9 +65,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def sample(cfg: Config) -> int:
-    """Samples and figures of the trained G; returns the training step it was saved at."""
+    """Samples and figures of the G the run keeps; returns the training step of its snapshot."""
     device = pick_device(cfg.device)
-    generator, trained_steps = load_generator(cfg, device)
+    generator, trained_steps = kept_generator(cfg, device)
     noise_rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)  # independent of training's RNG
 
     samples = generate_images(generator, cfg.n_samples, cfg, noise_rng, device)

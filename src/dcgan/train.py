@@ -21,7 +21,6 @@ import torch
 from dcgan import paths
 from dcgan.checkpoint import RunFolder, describe_difference, save_checkpoint
 from dcgan.config import WEIGHTS_PARAMS, Config
-from dcgan.configuration import config_tags
 from dcgan.data.normalize import denormalize
 from dcgan.device import pick_device
 from dcgan.digests import sha256_of
@@ -36,8 +35,6 @@ from dcgan.step import GANStep, RunningMeans, epoch_batches, lr_scale
 from dcgan.stop import StopRequest
 from dcgan.switches import Speed
 from dcgan.tracking import check_access, training_run
-from dcgan.tracking.generator_model import log_generator
-from dcgan.tracking.lineage import baseline_params
 from dcgan.tracking.run_logger import Untracked
 
 LOGGED = TRAINING  # the log.csv columns, `gan/<name>` in MLflow
@@ -113,8 +110,6 @@ def _train(cfg: Config, device: torch.device, world: World, tracked: bool) -> No
     tracker = training_run(cfg, str(device), paths.MLFLOW_RUN, resume_run_id=run_id) if tracked_here else Untracked()
     if checkpoint is None:
         tracker.log_params({**speed.as_params(), "processes": world.size})
-        for key, value in config_tags(cfg, baseline_params()).items():  # the seeds of one configuration group
-            tracker.set_tag(key, value)
     else:
         tracker.set_tag("resumed_at_step", str(first_step))
     record = RunRecord(run, cfg, gan, running, tracker, world, speed, device, fixed_noise, steps_per_epoch,
@@ -264,7 +259,8 @@ class RunRecord:
 
 def publish(run: RunFolder, cfg: Config, gan: GANStep, steps_per_epoch: int, total_steps: int, tracker) -> None:
     """Completed: the run folder's log, grids and snapshots become the stage's declared outputs, the
-    final checkpoint is written, MLflow gets the curves and G as a model, and the run folder is removed."""
+    final checkpoint is written, MLflow gets the curves, and the run folder is removed. Which G the run
+    keeps, and logs as its model, the select stage decides from the snapshots."""
     with atomic_path(paths.TRAIN_LOG) as tmp:
         shutil.copyfile(run.log, tmp)
     for source, target in ((run.grids, paths.TRAIN_GRIDS), (run.snapshots, paths.SNAPSHOTS)):
@@ -278,6 +274,5 @@ def publish(run: RunFolder, cfg: Config, gan: GANStep, steps_per_epoch: int, tot
     tracker.log_artifact(paths.TRAIN_CURVES, "figures")
     rows = list(csv.DictReader(open(paths.TRAIN_LOG)))
     tracker.log_metrics({metric_key(GAN, "seconds"): float(rows[-1]["seconds"]) if rows else math.nan}, step=total_steps)
-    tracker.upload("the generator model", lambda: log_generator(gan.sampled_generator, cfg, tracker.run_id))
     tracker.finish("FINISHED")
     run.remove()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dcgan import figures
 from dcgan.compare.report import comparison, json_safe, markdown
-from dcgan.compare.runs import Configuration, configurations, evaluated_runs, matching
+from dcgan.compare.runs import Configuration, configurations, evaluated_runs, matching, study_runs
 from dcgan.config import Config
 from dcgan.configuration import config_hash
 from dcgan.errors import UserError, run_stage
@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="compare only the configurations with these values (e.g. image_size=32)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"where the table and figure go (default {OUT})")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the comparison to MLflow")
+    parser.add_argument("--study", type=Path, metavar="REPORT",
+                        help="compare the runs of a GPU study (benchmarks/gpu_check.py --study: its report.json) "
+                             "instead of MLflow's; nothing is read from or logged to MLflow")
     return parser.parse_args(argv)
 
 
@@ -95,6 +98,8 @@ def log_comparison(files: list[Path], text: str, baseline: Configuration) -> str
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.study:
+        return compare(args, study_runs_of(args.study), 0, f"the GPU study {args.study}")
     mlflow = connect()
     client = mlflow.MlflowClient()
     try:
@@ -106,14 +111,33 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"no experiment '{EXPERIMENT}' in {tracking_uri()}: run the pipeline first (make pipeline), "
                         "or set MLFLOW_TRACKING_URI to the store it logged to.")
     runs, untagged = evaluated_runs(client, experiment.experiment_id)
+    compare(args, runs, untagged, f"experiment `{EXPERIMENT}` in {tracking_uri()}")
+
+
+def study_runs_of(report: Path) -> list:
+    if not report.is_file():
+        raise UserError(f"{report} is not a file: give the report.json that `benchmarks/gpu_check.py OUT --study FILE` "
+                        "wrote into OUT")
+    try:
+        runs = study_runs(report)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{report} is not a study's report.json ({type(exc).__name__}: {exc}). Give the file that "
+                        "`benchmarks/gpu_check.py OUT --study FILE` wrote into OUT.") from None
+    if not runs:
+        raise UserError(f"{report} holds no study runs: was it written with --study?")
+    return runs
+
+
+def compare(args: argparse.Namespace, runs: list, untagged: int, where: str) -> None:
+    """Group the runs, choose the baseline, write the comparison; log it to MLflow unless told not to."""
     groups = matching(configurations(runs), key_values(args.where, "--where"))
     if not groups:
-        raise UserError(f"no evaluated training runs with a `config` tag in experiment '{EXPERIMENT}' of "
-                        f"{tracking_uri()}{' that match --where' if args.where else ''}. Train some: "
+        raise UserError(f"no evaluated training runs with a `config` tag in {where}"
+                        f"{' that match --where' if args.where else ''}. Train some: "
                         "dvc exp run --queue -S 'seed=range(1,4)' -S lr=0.0001,0.0002 && dvc queue start")
     baseline = choose_baseline(groups, args.baseline)
-    source = (f"experiment `{EXPERIMENT}` in {tracking_uri()}, {sum(len(g.runs) for g in groups)} trained runs "
-              f"(one per config and seed) in {len(groups)} configurations")
+    source = (f"{where}, {sum(len(g.runs) for g in groups)} trained runs (one per config and seed) in "
+              f"{len(groups)} configurations")
     result = comparison(groups, baseline, source)
     if untagged:
         result["notes"].append(f"{untagged} finished runs without a `config` tag (logged before runs were tagged, "
@@ -126,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     figures.seed_comparison(result["configurations"], baseline.config, files[2])
     print(text)
     print(f"written: {', '.join(map(str, files))}")
-    if not args.no_mlflow:
+    if not args.no_mlflow and not args.study:
         run_id = log_comparison(files, text, baseline)
         print(f"logged to MLflow: experiment '{COMPARISONS}', run {run_id}")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dcgan.metrics import SAMPLE_SPREAD, SCORES, metric_key
 
@@ -66,6 +68,28 @@ def evaluated_runs(client, experiment_id: str) -> tuple[list[SeedRun], int]:
         token = page.token
         if not token:
             return runs, untagged
+
+
+def study_runs(report_file: Path) -> list[SeedRun]:
+    """The runs of a GPU study (benchmarks/gpu_check.py --study: its report.json), as MLflow's would be
+    read: `config` from the run's params as the pipeline hashes them, named after the study's
+    configuration. A study may vary what a `config` leaves out on purpose (amp: bf16 against fp32): a
+    second configuration of the same hash keeps its own group, `<hash>-<name>`."""
+    from dcgan.config import Config
+    from dcgan.configuration import config_hash
+
+    rows = json.loads(Path(report_file).read_text()).get("study", {}).get("runs", [])
+    runs, names = [], {}
+    for index, row in enumerate(rows):
+        config = config_hash(Config(**row["params"]))
+        owner = names.setdefault(config, row["configuration"])
+        config = config if owner == row["configuration"] else f"{config}-{row['configuration']}"
+        params = {key: str(value) for key, value in row["params"].items()}
+        scores = {name: row["scores"][name] for name in HEADLINE if name in row["scores"]}
+        spread = {name: row["scores_sample_spread"][name] for name in scores if name in row["scores_sample_spread"]}
+        runs.append(SeedRun(f"study:{row['configuration']}:{row['seed']}", config,
+                            row["configuration"], int(row["seed"]), params, scores, spread, end_time=index))
+    return runs
 
 
 def configurations(runs: list[SeedRun]) -> list[Configuration]:

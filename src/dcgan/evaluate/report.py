@@ -8,9 +8,9 @@ import json
 from dcgan import figures, paths
 from dcgan.config import Config
 from dcgan.data.datasets import DATASETS
-from dcgan.evaluate.scores import CURVE_FLOOR, evaluate
-from dcgan.io import write_csv, write_json
-from dcgan.metrics import CURVE_COLUMNS, FLOOR, GAN, NOTES, SCORES, SETUP, SAMPLE_SPREAD, TRAINING
+from dcgan.evaluate.scores import evaluate
+from dcgan.io import write_json
+from dcgan.metrics import FLOOR, GAN, NOTES, SCORES, SELECTION, SETUP, SAMPLE_SPREAD, TRAINING
 from dcgan.tracking import continued_run, log_evaluation
 
 SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
@@ -32,22 +32,19 @@ def training_summary(log_csv=paths.TRAIN_LOG) -> dict[str, float]:
 
 def run_evaluation(cfg: Config) -> dict[str, dict]:
     with continued_run(paths.SAMPLE_MLFLOW_RUN, cfg) as run:
-        metrics, shares, curve, nearest = evaluate(cfg)
-        metrics = {GAN: training_summary(), **metrics}
+        metrics, shares, nearest = evaluate(cfg)
+        metrics = {GAN: training_summary(), **metrics, SELECTION: json.loads(paths.SELECTION.read_text())}
         classifier = json.loads(paths.CLASSIFIER_REPORT.read_text())
         if "classifier_test_accuracy" in classifier:
             metrics[SETUP]["classifier_test_accuracy"] = classifier["classifier_test_accuracy"]
         write_json(paths.METRICS, metrics)
-        write_csv(paths.QUALITY_CURVE, curve, CURVE_COLUMNS)
         if shares is not None:
             figures.class_histogram(shares, DATASETS[cfg.dataset].class_names, paths.CLASS_HISTOGRAM)
-            figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE, metrics[FLOOR].get(CURVE_FLOOR))
         else:
-            for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE):
-                figures.notice(metrics[NOTES]["classifier_scores"], path)
+            figures.notice(metrics[NOTES]["classifier_scores"], paths.CLASS_HISTOGRAM)
         figures.nearest_training_images(nearest["samples"], nearest["training"], nearest["space"],
                                         paths.NEAREST_TRAINING_IMAGES)
-        log_evaluation(run, cfg, metrics, curve)
+        log_evaluation(run, cfg, metrics)
     print_scores(metrics)
     return metrics
 
@@ -63,6 +60,9 @@ def print_scores(metrics: dict[str, dict]) -> None:
         print(f"  {SCORES}.{name}: {scores[name]:.4g}{spread_text}   real-vs-real floor: {floor[name]:.4g}")
     if shown:
         print(f"  floor: {metrics[NOTES]['floor_path']}")
+    kept = metrics[SELECTION]
+    print(f"  G kept (keep_g: {kept['keep_g']}): step {kept['chosen_step']}, validation {kept['score']} "
+          f"{kept['chosen_validation_score']:.4g}; the last step's G ({kept['last_step']}): {kept['last_validation_score']:.4g}")
     if not shown:
         notes = metrics[NOTES]
         print(f"  none: classifier scores {notes['classifier_scores']}; Inception scores {notes['inception']}")

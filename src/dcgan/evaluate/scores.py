@@ -10,15 +10,15 @@ import torch
 from dcgan import paths
 from dcgan.config import Config
 from dcgan.data.datasets import DATASETS
-from dcgan.data.preprocess import held_out_indices, resize
+from dcgan.data.preprocess import resize
 from dcgan.evaluate.classes import class_scores, class_shares
 from dcgan.evaluate.classifier import load_classifier, predict
-from dcgan.evaluate.curve import quality_curve
+from dcgan.evaluate.copies import copy_scores, figure_rows, pixel_vectors, pool_indices
 from dcgan.evaluate.distances import frechet_distance, frechet_distance_std, kernel_distance
 from dcgan.evaluate.inception import inception_features, load_inception
-from dcgan.evaluate.copies import copy_scores, figure_rows, pixel_vectors, pool_indices
 from dcgan.evaluate.manifold import manifold_scores, real_radii
 from dcgan.evaluate.pixels import pixel_scores
+from dcgan.evaluate.real_images import training_pool
 from dcgan.io import load_tensors, progress_bar
 from dcgan.metrics import FLOOR, FLOOR_SAMPLE_SPREAD, NOTES, SCORES, SETUP, SAMPLE_SPREAD
 from dcgan.device import pick_device
@@ -59,7 +59,6 @@ def inception_wanted(cfg: Config) -> tuple[bool, str]:
     return cfg.inception == "on", f"{cfg.inception}: set in params.yaml"
 
 
-CURVE_FLOOR = "fd_classifier_at_curve_samples"  # the floor of the quality curve's fd_classifier
 FLOOR_PATH = "real training images at {image_size} px (data/processed/train.pt, the images G learns from), {then}"
 
 
@@ -68,19 +67,6 @@ def floor_path(cfg: Config) -> str:
     then = (f"resized to {cfg.eval_image_size} px as the samples are" if cfg.image_size != cfg.eval_image_size
             else "the samples' size and eval_image_size both")
     return FLOOR_PATH.format(image_size=cfg.image_size, then=then)
-
-
-def training_pool(cfg: Config) -> torch.Tensor:
-    """The training images G learned from, at `image_size`, less any that the evaluation holds out as
-    its test set (a data set without a test split): the floor's images and the copy search's pool."""
-    pool = load_tensors(paths.TRAIN_DATA)["images"]
-    if not DATASETS[cfg.dataset].has_test_split:
-        split_size = sum(len(load_tensors(path)["images"]) for path in (paths.EVAL_TRAIN_DATA, paths.EVAL_TEST_DATA))
-        keep = torch.ones(split_size, dtype=torch.bool)
-        keep[held_out_indices(split_size, cfg.eval_seed)] = False
-        # train.pt holds the first max_train_images of the same files, in the same order.
-        pool = pool[keep[:len(pool)]]
-    return pool
 
 
 def floor_images(cfg: Config, count: int, pool: torch.Tensor | None = None) -> torch.Tensor:
@@ -103,13 +89,12 @@ def _sections(generated: dict, floor: dict) -> dict[str, dict]:
             FLOOR_SAMPLE_SPREAD: split(floor, True)}
 
 
-def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict], dict]:
+def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], dict]:
     """Scores of the generated samples against the real test split, beside the real-vs-real floor;
-    the class shares of generated, real-train and real-test images (for the histogram); the
-    quality curve of the snapshots kept during training; and samples beside their nearest training
-    images (for that figure). The metrics come in the sections of dcgan.metrics. Without labels
-    there is no domain classifier: its scores, the shares and the curve are skipped, the metrics say
-    why, and the copy search runs in pixels."""
+    the class shares of generated, real-train and real-test images (for the histogram); and samples
+    beside their nearest training images (for that figure). The metrics come in the sections of
+    dcgan.metrics. Without labels there is no domain classifier: its scores and the shares are
+    skipped, the metrics say why, and the copy search runs in pixels."""
     samples = load_tensors(paths.SAMPLES)["images"]
     test = load_tensors(paths.EVAL_TEST_DATA)
     pool = training_pool(cfg)
@@ -117,7 +102,7 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict], 
     generated, floor, notes, counts = {}, {}, {}, {}
     notes["floor_path"] = floor_path(cfg)
     counts.update({"floor_image_size": cfg.image_size, "eval_image_size": cfg.eval_image_size})
-    shares, curve = None, []
+    shares = None
 
     # In pixels, every data set: both sets at eval_image_size, by the same resize, as the test images are.
     generated.update(pixel_scores(resize(samples, cfg.eval_image_size), test["images"], cfg.eval_seed))
@@ -136,14 +121,11 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict], 
         floor.update(classifier_scores(real_features, real_probabilities, test_features, test_shares, cfg, radii))
         shares = {"generated": class_shares(generated_probabilities).tolist(),
                   "real_train": class_shares(real_probabilities).tolist(), "real_test": test_shares.tolist()}
-        curve = quality_curve(cfg, model, test_features, radii, test["images"])
-        # The curve's reference line: its snapshots are scored on fewer samples, and FD grows as N falls.
-        floor[CURVE_FLOOR] = frechet_distance(real_features[:cfg.curve_samples], test_features)
         notes["classifier_scores"] = f"on: {cfg.dataset} has labels"
         counts["max_classes"] = len(test_shares)
     else:
         notes["classifier_scores"] = (f"skipped: {cfg.dataset} has no labels, so there is no domain classifier "
-                                      "(no fd/kid/precision/recall_classifier, class statistics or quality curve); "
+                                      "(no fd/kid/precision/recall_classifier or class statistics); "
                                       "the Inception scores apply")
 
     # Copies: each sample's nearest training images, against how near unseen real (test) images come.
@@ -178,4 +160,4 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], list[dict], 
         floor.update(distance_scores(features["real"], features["test"], "inception", cfg, radii))
     counts.update({"n_generated": len(samples), "n_test": len(test["images"]), "n_floor": len(real),
                    "n_copy_search": len(searched)})
-    return {**_sections(generated, floor), SETUP: counts, NOTES: notes}, shares, curve, nearest
+    return {**_sections(generated, floor), SETUP: counts, NOTES: notes}, shares, nearest

@@ -80,7 +80,7 @@ class RunLogger:
     def finish(self, status: str) -> None:
         """End the run as FINISHED, KILLED or FAILED, after a last try to send what is kept."""
         if self.system_metrics is not None:
-            self.system_metrics.finish()
+            self._last_system_sample()
         self.flush()
         self._guard(lambda: self.client.set_terminated(self.run_id, status))
         if self.metrics_pending or self.uploads_pending:
@@ -91,6 +91,19 @@ class RunLogger:
                   f"not sent, and its status could not be set to {status}. Every logged value is in "
                   "reports/train/log.csv (and the training's checkpoints folder while it runs), every grid in "
                   "reports/train/grids/, the generator in models/checkpoint.pt.", file=sys.stderr)
+
+    def _last_system_sample(self) -> None:
+        """Stop the monitor, then log one sample taken now: MLflow's monitor logs only whole sampling
+        intervals, so a run shorter than one would have no system metrics at all."""
+        monitor = self.system_metrics
+        monitor.finish()
+        try:
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+        except Exception as exc:  # system metrics never end a training
+            print(f"warning: the last system metrics sample was not logged ({type(exc).__name__}: {brief(exc)})",
+                  file=sys.stderr)
 
     def _guard(self, call) -> None:
         try:

@@ -1,4 +1,4 @@
-"""MLflow: one run per pipeline run, started by train and continued by sample and evaluate."""
+"""MLflow: one run per pipeline run, started by train and continued by select, sample and evaluate."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from dcgan import paths
 from dcgan.config import Config
 from dcgan.errors import UserError
 from dcgan.io import write_json
-from dcgan.metrics import CURVE_SCORES, FLOOR, GAN, NOTES, OVER_TRAINING, SCORES, SAMPLE_SPREAD, flatten, metric_key
+from dcgan.metrics import (CURVE_SCORES, FLOOR, GAN, NOTES, OVER_TRAINING, SAMPLE_SPREAD, SCORES, SELECTION, flatten,
+                           metric_key)
 from dcgan.tracking import lineage
 from dcgan.tracking.run_logger import RunLogger
 from dcgan.tracking.store import EXPERIMENT, connect, experiment_id, refusal, refused, tracking_uri, unreachable
@@ -121,22 +122,35 @@ def log_samples(run, figures_folder: Path, step: int) -> None:
             mlflow.log_image(image.convert("RGB"), key=key, step=step, synchronous=True)
 
 
-def log_evaluation(run, cfg: Config, metrics: dict[str, dict], curve: list[dict]) -> None:
-    """The evaluate stage's results: every score as `<section>/<name>` (the training's `gan/` values are
-    there already, as histories), the quality curve as metric histories (so the compare view
-    overlays runs), the evaluation data set, the figures and a description with the headline scores."""
+def log_selection(run, selection: dict, curve: list[dict], tags: dict[str, str]) -> None:
+    """The select stage's results: the quality curve as metric histories (so the compare view overlays
+    runs), which G was kept and the last one's score (`selection/`), the curve's files, and `tags`."""
     import mlflow
 
-    numbers = flatten({section: values for section, values in metrics.items() if section != GAN})
+    mlflow.set_tags(tags)
+    for row in curve:
+        mlflow.log_metrics({metric_key(OVER_TRAINING, name): row[name] for name in CURVE_SCORES if name in row},
+                           step=row["step"])
+    mlflow.log_metrics(flatten({SELECTION: selection}))
+    mlflow.set_tag("keep_g", f"{selection['keep_g']}: step {selection['chosen_step']} of {selection['last_step']}, "
+                             f"by {selection['score']} on {selection['validation_images']} validation images")
+    mlflow.log_artifact(str(paths.QUALITY_CURVE))
+    mlflow.log_artifact(str(paths.QUALITY_CURVE_FIGURE), "figures")
+
+
+def log_evaluation(run, cfg: Config, metrics: dict[str, dict]) -> None:
+    """The evaluate stage's results: every score as `<section>/<name>` (the training's `gan/` values and
+    the selection's are there already), the evaluation data set, the figures and a description with the
+    headline scores."""
+    import mlflow
+
+    numbers = flatten({section: values for section, values in metrics.items() if section not in (GAN, SELECTION)})
     mlflow.log_metrics(numbers)
     for name, note in metrics[NOTES].items():
         mlflow.set_tag(name, note)
-    for row in curve:
-        mlflow.log_metrics({metric_key(OVER_TRAINING, name): row[name] for name in CURVE_SCORES}, step=row["step"])
     mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=lineage.dataset_inputs(cfg, lineage.EVALUATION_DATA))
-    for path in (paths.METRICS, paths.QUALITY_CURVE):
-        mlflow.log_artifact(str(path))
-    for path in (paths.CLASS_HISTOGRAM, paths.QUALITY_CURVE_FIGURE, paths.NEAREST_TRAINING_IMAGES):
+    mlflow.log_artifact(str(paths.METRICS))
+    for path in (paths.CLASS_HISTOGRAM, paths.NEAREST_TRAINING_IMAGES):
         mlflow.log_artifact(str(path), "figures")
     headline = lineage.headline(metrics[SCORES], metrics[SAMPLE_SPREAD], metrics[FLOOR])
     mlflow.set_tag("mlflow.note.content", lineage.describe(cfg, headline))
