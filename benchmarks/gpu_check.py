@@ -15,7 +15,7 @@
     python benchmarks/gpu_check.py OUT --study FILE      # instead of the steps: a study, configurations x seeds
 
 A study (e.g. benchmarks/study_64px.yaml) trains each configuration over each seed, keeps its G and
-scores it as the pipeline's select, sample and evaluate stages do, with the domain classifier and
+scores it as the pipeline's select_g, sample and evaluate stages do, with the domain classifier and
 test split carried from here (make gpu-carry), and writes a row per run into OUT/report.json as it
 goes; `dcgan-compare --study OUT/report.json` then compares the configurations over their seeds.
 
@@ -226,7 +226,7 @@ def study_eval_files(work: Path, data: Path, smoke: bool) -> Path:
 
 def study(spec_file: Path, data: Path, device: torch.device, smoke: bool, work: Path, out: Path, report: dict) -> None:
     """Each configuration of the study file over each of its seeds: trained with tracking off, its G kept
-    and scored as select, sample and evaluate do. Runs that differ only after training (keep_g, ...)
+    and scored as select_g, sample and evaluate do. Runs that differ only after training (keep_g, ...)
     share one training: the train stage's params in dvc.yaml say what a training is."""
     import shutil
 

@@ -1,4 +1,4 @@
-"""sample: n_samples images from the G the run keeps (the select stage's), and figures, into the training's MLflow run."""
+"""sample: n_samples images from the G the run keeps (the select_g stage's), and figures, into the training's MLflow run."""
 
 from dcgan import paths
 from dcgan.config import load_config

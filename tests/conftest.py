@@ -177,7 +177,7 @@ def project(repro_project):
     run(["dvc", "exp", "run", "--temp", "-n", "in-temp-clone", "-S", "lr=0.0003"], copy, env)
     # Only sample and evaluate re-run (DVC restores train from its run cache): a new MLflow run all the same.
     run(["dvc", "exp", "run", "--temp", "-n", "bn-train", "-S", "sample_bn_mode=train"], copy, env)
-    # The same trained G, its best snapshot kept instead of its last: select, sample and evaluate re-run.
+    # The same trained G, its best snapshot kept instead of its last: select_g, sample and evaluate re-run.
     run(["dvc", "exp", "run", "--temp", "-n", "best-g", "-S", "keep_g=best"], copy, env)
     # The fully connected baseline beside the DCGAN runs, and a folder of images without labels.
     run(["dvc", "exp", "run", "--temp", "-n", "mlp-baseline", "-S", "arch=mlp", "-S", "ngf=64", "-S", "ndf=64"],

@@ -170,3 +170,13 @@ def test_the_package_has_no_import_cycles():
         if name not in state:
             visit(name, [name])
     assert not cycles, "import cycles in the package:\n" + "\n".join(cycles)
+
+
+def test_no_stage_script_shadows_a_standard_library_module():
+    """`python stages/<name>.py` puts stages/ first on sys.path: a stage named like a stdlib module
+    (stages/select.py) is what every `import select` in that process gets, wherever the interpreter
+    does not build the module in (pyenv's, Ubuntu's; Debian's does)."""
+    import sys
+
+    shadowing = [name for name in STAGES if stage_script(STAGES[name]).stem in sys.stdlib_module_names]
+    assert not shadowing, f"rename these stages and their scripts: {shadowing}"

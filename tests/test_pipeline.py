@@ -239,7 +239,7 @@ def test_returning_to_earlier_params_restores_every_stage_from_the_run_cache(pro
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
     runs_before = len(mlflow.search_runs(experiment_names=["dcgan"]))
     output = run(["dvc", "exp", "run", "--temp", "-n", "back-to-0.0002", "-S", "lr=0.0002"], copy, env)
-    for stage in ("train", "select", "sample", "evaluate"):
+    for stage in ("train", "select_g", "sample", "evaluate"):
         assert f"Stage '{stage}' is cached - skipping run" in output, output
     assert "Running stage" not in output, output
     found = experiments(copy, env)

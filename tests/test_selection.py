@@ -1,4 +1,4 @@
-"""The select stage's choice, on curves whose answer is known; the whole stage runs in the end-to-end
+"""The select_g stage's choice, on curves whose answer is known; the whole stage runs in the end-to-end
 tests (tests/test_pipeline.py: keep_g last and best on one trained G)."""
 
 import torch

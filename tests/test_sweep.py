@@ -89,7 +89,7 @@ def test_dcgan_compare_gives_both_configurations_three_seeds_and_a_verdict_per_s
 def test_running_one_config_and_seed_again_restores_it_and_counts_it_once(sweep):
     copy, env = sweep
     printed = run(["dvc", "exp", "run", "-S", "seed=2", "-S", "lr=0.0001"], copy, env)
-    for stage in ("train", "select", "sample", "evaluate"):
+    for stage in ("train", "select_g", "sample", "evaluate"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in printed, printed[-3000:]
     assert len(training_runs(copy)) == 6
     run(["dcgan-compare", "--no-mlflow"], copy, env)

@@ -280,7 +280,7 @@ def test_a_teammate_reproduces_from_the_shared_remotes_without_running_a_stage(s
     run(["dvc", "pull", "--run-cache"], b, env_b)
     printed = in_users_shell("dvc exp run -S seed=1 -S lr=0.0001", b, env_b)  # one of clone A's runs
     seconds = time.monotonic() - started
-    for stage in ("train", "select", "sample", "evaluate"):
+    for stage in ("train", "select_g", "sample", "evaluate"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in printed, printed[-3000:]
     assert "Running stage" not in printed, printed[-3000:]
     assert len(training_runs(server)) == runs_before  # nothing trained, no run logged

@@ -27,14 +27,14 @@ def last_generator(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, 
 
 
 def kept_generator(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, int]:
-    """The G the run keeps (the select stage's choice, keep_g), and the training step of its snapshot."""
+    """The G the run keeps (the select_g stage's choice, keep_g), and the training step of its snapshot."""
     kept = load_tensors(paths.GENERATOR)
     generator = build_generator(cfg)
     try:
         generator.load_state_dict(kept["generator"])
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{paths.GENERATOR} does not hold a G for these params ({str(exc).splitlines()[0]}). "
-                              "Run the stages before sample again: dvc repro select") from None
+                              "Run the stages before sample again: dvc repro select_g") from None
     return generator.to(device).eval(), kept["step"]
 
 

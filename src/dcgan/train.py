@@ -260,7 +260,7 @@ class RunRecord:
 def publish(run: RunFolder, cfg: Config, gan: GANStep, steps_per_epoch: int, total_steps: int, tracker) -> None:
     """Completed: the run folder's log, grids and snapshots become the stage's declared outputs, the
     final checkpoint is written, MLflow gets the curves, and the run folder is removed. Which G the run
-    keeps, and logs as its model, the select stage decides from the snapshots."""
+    keeps, and logs as its model, the select_g stage decides from the snapshots."""
     with atomic_path(paths.TRAIN_LOG) as tmp:
         shutil.copyfile(run.log, tmp)
     for source, target in ((run.grids, paths.TRAIN_GRIDS), (run.snapshots, paths.SNAPSHOTS)):

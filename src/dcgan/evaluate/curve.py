@@ -1,6 +1,6 @@
 """Scores over training: each G snapshot that train kept, scored against the validation images.
 
-Answers "when did it stop improving" and "how long to reach quality X", and the select stage picks
+Answers "when did it stop improving" and "how long to reach quality X", and the select_g stage picks
 the run's G from it. Each snapshot is scored on `curve_samples` samples (fewer than the final
 evaluation, so the curve's FD sits a little higher than the final one: FD is biased by the sample
 count); points on one curve compare. Without a domain classifier, only the pixel score is on it.

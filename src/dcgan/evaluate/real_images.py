@@ -1,4 +1,4 @@
-"""The real training images that evaluation draws from: the floor's, the validation images the select
+"""The real training images that evaluation draws from: the floor's, the validation images the select_g
 stage scores snapshots on, and the pool the copy search looks in."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dcgan.tracking import continued_run, log_evaluation
 
 SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
          "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier", "pixel_intensity_emd",
-         "fid_inception",
+         "near_copy_share_classifier", "near_copy_share_pixels", "fid_inception",
          "kid_inception", "precision_inception", "recall_inception", "density_inception", "coverage_inception")
 
 
@@ -63,6 +63,6 @@ def print_scores(metrics: dict[str, dict]) -> None:
     kept = metrics[SELECTION]
     print(f"  G kept (keep_g: {kept['keep_g']}): step {kept['chosen_step']}, validation {kept['score']} "
           f"{kept['chosen_validation_score']:.4g}; the last step's G ({kept['last_step']}): {kept['last_validation_score']:.4g}")
-    if not shown:
+    if "fd_classifier" not in scores:
         notes = metrics[NOTES]
-        print(f"  none: classifier scores {notes['classifier_scores']}; Inception scores {notes['inception']}")
+        print(f"  no classifier scores: {notes['classifier_scores']}; Inception scores {notes['inception']}")

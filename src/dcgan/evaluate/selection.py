@@ -1,4 +1,4 @@
-"""The select stage's work: score every G snapshot on validation images, then keep the best G or the last.
+"""The select_g stage's work: score every G snapshot on validation images, then keep the best G or the last.
 
 A GAN's last G is often not its best: the quality curve can peak mid-way and fall again. Choosing by
 the final scores' own test split would pick the reported score by itself, so the snapshots are scored

@@ -1,4 +1,4 @@
-"""MLflow: one run per pipeline run, started by train and continued by select, sample and evaluate."""
+"""MLflow: one run per pipeline run, started by train and continued by select_g, sample and evaluate."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def log_samples(run, figures_folder: Path, step: int) -> None:
 
 
 def log_selection(run, selection: dict, curve: list[dict], tags: dict[str, str]) -> None:
-    """The select stage's results: the quality curve as metric histories (so the compare view overlays
+    """The select_g stage's results: the quality curve as metric histories (so the compare view overlays
     runs), which G was kept and the last one's score (`selection/`), the curve's files, and `tags`."""
     import mlflow
 

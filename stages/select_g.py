@@ -1,4 +1,4 @@
-"""select: every G snapshot scored on validation images (the quality curve), and the G the run keeps
+"""select_g: every G snapshot scored on validation images (the quality curve), and the G the run keeps
 (keep_g: best or last) -> models/generator.pt, reports/select/, and the run's MLflow model."""
 
 import torch
