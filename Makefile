@@ -27,9 +27,7 @@ ui: setup
 GPU_OUT ?= reports/gpu
 PY312_WHEELS = pydantic==$(shell .venv/bin/python -c 'import pydantic; print(pydantic.VERSION)') \
 	pydantic-core==$(shell .venv/bin/python -c 'import pydantic_core; print(pydantic_core.__version__)') \
-	annotated-types typing-inspection typing-extensions \
-	torchmetrics==$(shell .venv/bin/python -c 'import torchmetrics; print(torchmetrics.__version__)') \
-	lightning-utilities==$(shell .venv/bin/python -c 'import lightning_utilities; print(lightning_utilities.__version__)') packaging
+	annotated-types typing-inspection typing-extensions
 
 gpu-carry: setup
 	mkdir -p .gpu-carry/fashion-mnist .gpu-carry/wheels .gpu-carry/eval
@@ -37,7 +35,7 @@ gpu-carry: setup
 	.venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 		--platform manylinux_2_17_x86_64 -d .gpu-carry/wheels $(PY312_WHEELS)
 	# A study's scores (gpu_check.py --study): the domain classifier and the test split, made here.
-	.venv/bin/dvc repro classifier
+	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/dvc repro classifier  # the stages run the venv's python
 	cp models/classifier.pt data/eval/test.pt .gpu-carry/eval/
 	du -sh .gpu-carry
 

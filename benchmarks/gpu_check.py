@@ -236,7 +236,8 @@ def study(spec_file: Path, data: Path, device: torch.device, smoke: bool, work: 
     from dcgan.evaluate.pixels import corner_mean
     from dcgan.evaluate.scores import evaluate
     from dcgan.evaluate.selection import select_generator
-    from dcgan.sample import sample
+    from dcgan.figures import display_scale, grid_image, save_image
+    from dcgan.sample import generate_images, kept_generator
     from dcgan.train import train
 
     spec = yaml.safe_load(spec_file.read_text())
@@ -270,9 +271,11 @@ def study(spec_file: Path, data: Path, device: torch.device, smoke: bool, work: 
                 trained_here = False
             trained = time.perf_counter()
             selection, curve = select_generator(cfg)
-            sample(cfg)
+            # The sample stage's images (its G, its noise), without its matplotlib figures: the GPU machine has none.
+            generator, _ = kept_generator(cfg, device)
+            samples = generate_images(generator, cfg.n_samples, cfg, torch.Generator().manual_seed(cfg.seed + 1), device)
+            save_tensors(paths.SAMPLES, {"images": samples})
             metrics, _, _ = evaluate(cfg)
-            samples = load_tensors(paths.SAMPLES)["images"]
             log = paths.TRAIN_LOG.read_text().splitlines()
             last = dict(zip(log[0].split(","), log[-1].split(",")))
             row = {"configuration": name, "overrides": overrides or {}, "seed": seed, "params": cfg.model_dump(),
@@ -284,7 +287,7 @@ def study(spec_file: Path, data: Path, device: torch.device, smoke: bool, work: 
                    "scores_floor": metrics["scores_floor"], "selection": selection,
                    "corner_mean": corner_mean(samples), "curve": curve}
             report["study"]["runs"].append(row)
-            shutil.copyfile(paths.SAMPLE_FIGURES / "real_vs_fake.png", out / f"real_vs_fake_{name}_seed{seed}.png")
+            save_image(grid_image(samples[:64], scale=display_scale(cfg.image_size)), out / f"samples_{name}_seed{seed}.png")
             write_json(out / "report.json", report)  # as it goes: a run cut short keeps the rows before it
             print(f"  {name}, seed {seed}: fd_classifier {row['scores']['fd_classifier']:.2f}, recall "
                   f"{row['scores']['recall_classifier']:.3f}, pixel_intensity_emd "

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: bash benchmarks/gpu_check.sh OUT}"
-if ! python -c 'import pydantic, torchmetrics' 2>/dev/null; then
+if ! python -c 'import pydantic' 2>/dev/null; then
   [ -d .gpu-carry/wheels ] || { echo "gpu_check: pydantic is missing and .gpu-carry/wheels is not here: run 'make gpu-carry' first (benchmarks/README.md)" >&2; exit 1; }
   python -m pip install -q --no-index --no-deps --target .gpu-carry/site .gpu-carry/wheels/*.whl
   export PYTHONPATH="$PWD/.gpu-carry/site${PYTHONPATH:+:$PYTHONPATH}"

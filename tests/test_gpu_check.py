@@ -58,7 +58,7 @@ def test_a_study_trains_each_configuration_over_its_seeds_and_dcgan_compare_read
         assert [row["step"] for row in run["curve"]] == [4, 8]
         best = min(run["curve"], key=lambda row: (row["fd_classifier"], -row["step"]))["step"]
         assert run["selection"]["chosen_step"] == (8 if run["configuration"] == "tutorial" else best)
-        assert (tmp_path / "out" / f"real_vs_fake_{run['configuration']}_seed{run['seed']}.png").is_file()
+        assert (tmp_path / "out" / f"samples_{run['configuration']}_seed{run['seed']}.png").is_file()
     compared = subprocess.run([sys.executable, "-m", "dcgan.compare.cli", "--study", str(tmp_path / "out" / "report.json"),
                                "--baseline", "keep_g=last", "--out", str(tmp_path / "compare")],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
