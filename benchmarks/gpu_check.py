@@ -47,7 +47,7 @@ from dcgan.config import load_config  # noqa: E402
 from dcgan.data.download import fetch_fashion_mnist  # noqa: E402
 from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.errors import UserError, run_stage  # noqa: E402
-from dcgan.io import load_tensors, save_tensors, write_json  # noqa: E402
+from dcgan.io import save_tensors, write_json  # noqa: E402
 from dcgan.device import pick_device  # noqa: E402
 from dcgan.speed import cpu  # noqa: E402
 
@@ -248,6 +248,7 @@ def study(spec_file: Path, data: Path, device: torch.device, smoke: bool, work: 
     report["study"] = {"file": str(spec_file.relative_to(ROOT)) if spec_file.is_relative_to(ROOT) else str(spec_file),
                        "seeds": spec["seeds"], "configurations": spec["configurations"], "runs": []}
     trainings: dict[tuple, Path] = {}
+    splits: dict[tuple, torch.Tensor] = {}  # the training images, decoded once per size
     for name, overrides in spec["configurations"].items():
         for seed in spec["seeds"]:
             cfg = Config(**{**base, **(overrides or {}), "seed": seed, **STUDY_FIXED})  # validated, as a stage does
@@ -258,8 +259,11 @@ def study(spec_file: Path, data: Path, device: torch.device, smoke: bool, work: 
                 folder = trainings[key] = work / f"training-{len(trainings)}"
                 (folder / ".dvc").mkdir(parents=True)
                 os.chdir(folder)
-                split = prepare_split(work / "raw", train=True, size=cfg.image_size, max_images=cfg.max_train_images)
-                save_tensors(paths.TRAIN_DATA, {"images": split["images"]})
+                size = (cfg.image_size, cfg.max_train_images)
+                if size not in splits:
+                    splits[size] = prepare_split(work / "raw", train=True, size=cfg.image_size,
+                                                 max_images=cfg.max_train_images)["images"]
+                save_tensors(paths.TRAIN_DATA, {"images": splits[size]})
                 for source in eval_files.iterdir():
                     target = {"classifier.pt": paths.CLASSIFIER}.get(source.name, paths.EVAL_TRAIN_DATA.parent / source.name)
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +275,7 @@ def study(spec_file: Path, data: Path, device: torch.device, smoke: bool, work: 
                 trained_here = False
             trained = time.perf_counter()
             selection, curve = select_generator(cfg)
-            # The sample stage's images (its G, its noise), without its matplotlib figures: the GPU machine has none.
+            # The sample stage's images (its G, its noise); a grid per run stands in for its figures.
             generator, _ = kept_generator(cfg, device)
             samples = generate_images(generator, cfg.n_samples, cfg, torch.Generator().manual_seed(cfg.seed + 1), device)
             save_tensors(paths.SAMPLES, {"images": samples})

@@ -94,12 +94,17 @@ def test_each_pipeline_run_is_one_mlflow_run_with_everything(project):
     assert by_lr["0.0003"].info.run_name == "in-temp-clone"
 
 
+def runs_by_name(copy: Path) -> dict:
+    """The runs of the copy's MLflow store by run name (the DVC experiment's)."""
+    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
+    return {run.info.run_name: run for run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")}
+
+
 @pytest.mark.slow
 @requires_fashion_mnist
 def test_a_variant_that_reuses_a_trained_g_gets_its_own_run_and_leaves_the_other_intact(project):
     copy, _ = project
-    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
-    runs = {run.info.run_name: run for run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")}
+    runs = runs_by_name(copy)
     derived, trained = runs["bn-train"], runs["lower-lr"]
     assert derived.data.tags["derived_from_run"] == trained.info.run_id  # train came from DVC's run cache
     assert derived.data.tags["changed_params"] == "sample_bn_mode"
@@ -121,8 +126,7 @@ def test_a_variant_that_reuses_a_trained_g_gets_its_own_run_and_leaves_the_other
 @requires_fashion_mnist
 def test_keeping_the_best_g_reuses_the_training_and_keeps_the_snapshot_best_on_validation(project):
     copy, _ = project
-    mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
-    runs = {run.info.run_name: run for run in mlflow.search_runs(experiment_names=["dcgan"], output_format="list")}
+    runs = runs_by_name(copy)
     best, last = runs["best-g"], runs["lower-lr"]
     assert best.data.tags["derived_from_run"] == last.info.run_id  # train came from DVC's run cache
     assert best.data.tags["changed_params"] == "keep_g"

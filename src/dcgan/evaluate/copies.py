@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dcgan.evaluate.manifold import pairwise_blocks
+
 QUANTILE = 0.01  # "nearer than 99% of real test images are"
 MAX_POOL = 60_000  # training images searched (a random subset above this): 10k x 60k distances stay seconds
 
@@ -27,10 +29,9 @@ def pixel_vectors(images_u8: torch.Tensor) -> np.ndarray:
 def nearest_training_images(queries: np.ndarray, pool: np.ndarray, k: int = 1, chunk: int = 1024
                             ) -> tuple[np.ndarray, np.ndarray]:
     """(distances [N, k], indices [N, k]) of each query's k nearest rows of `pool` (Euclidean)."""
-    pool_t = torch.as_tensor(pool, dtype=torch.float32)
+    queries_t, pool_t = (torch.as_tensor(points, dtype=torch.float32) for points in (queries, pool))
     distances, indices = [], []
-    for start in range(0, len(queries), chunk):
-        block = torch.cdist(torch.as_tensor(queries[start:start + chunk], dtype=torch.float32), pool_t)
+    for _, block in pairwise_blocks(queries_t, pool_t, chunk):
         nearest = block.topk(k, dim=1, largest=False)
         distances.append(nearest.values.numpy())
         indices.append(nearest.indices.numpy())

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 
-def _pairwise(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048):
-    """Yield (start, distances of a[start:start+chunk] to all of b): bounded memory for 10k x 10k."""
+def pairwise_blocks(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048):
+    """Yield (start, distances of a[start:start+chunk] to all of b): bounded memory for 10k x 10k (the
+    manifold scores here, the copy search in copies.py)."""
     for start in range(0, len(a), chunk):
         yield start, torch.cdist(a[start:start + chunk], b)
 
@@ -23,7 +24,7 @@ def _pairwise(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048):
 def kth_neighbour_radii(features: torch.Tensor, *ks: int) -> list[torch.Tensor]:
     """For each k, the distance from each point to its k-th nearest other point (one pass for all)."""
     radii = torch.empty((len(ks), len(features)), dtype=features.dtype)
-    for start, distances in _pairwise(features, features):
+    for start, distances in pairwise_blocks(features, features):
         nearest = distances.topk(max(ks) + 1, dim=1, largest=False).values  # sorted; column 0 is itself
         radii[:, start:start + len(distances)] = nearest[:, list(ks)].T
     return list(radii)
@@ -46,7 +47,7 @@ def manifold_scores(real: np.ndarray, fake: np.ndarray, k_pr: int = 3, k_dc: int
     real_balls_hit = torch.zeros(len(fake_t), dtype=torch.float64)  # density, per generated sample
     in_fake_balls = torch.zeros(len(real_t), dtype=torch.bool)     # recall, per real sample
     nearest_fake = torch.full((len(real_t),), torch.inf)            # coverage, per real sample
-    for start, distances in _pairwise(fake_t, real_t):  # one pass over the fake x real distances
+    for start, distances in pairwise_blocks(fake_t, real_t):  # one pass over the fake x real distances
         rows = slice(start, start + len(distances))
         in_real_balls[rows] = (distances <= real_radii_pr).any(1)
         real_balls_hit[rows] = (distances <= real_radii_dc).sum(1).double()

@@ -104,9 +104,11 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], dict]:
     counts.update({"floor_image_size": cfg.image_size, "eval_image_size": cfg.eval_image_size})
     shares = None
 
-    # In pixels, every data set: both sets at eval_image_size, by the same resize, as the test images are.
-    generated.update(pixel_scores(resize(samples, cfg.eval_image_size), test["images"], cfg.eval_seed))
-    floor.update(pixel_scores(resize(real, cfg.eval_image_size), test["images"], cfg.eval_seed))
+    # At eval_image_size, as the test images are: both sets by the same resize.
+    samples_at_eval, real_at_eval = resize(samples, cfg.eval_image_size), resize(real, cfg.eval_image_size)
+    # In pixels, every data set.
+    generated.update(pixel_scores(samples_at_eval, test["images"], cfg.eval_seed))
+    floor.update(pixel_scores(real_at_eval, test["images"], cfg.eval_seed))
 
     if DATASETS[cfg.dataset].labelled:
         model = load_classifier(cfg)
@@ -136,12 +138,12 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], dict]:
         sample_space, test_space = generated_features, test_features
     else:
         space, pool_features = "pixels", pixel_vectors(pool)
-        sample_space, test_space = pixel_vectors(resize(samples, cfg.eval_image_size)), pixel_vectors(test["images"])
+        sample_space, test_space = pixel_vectors(samples_at_eval), pixel_vectors(test["images"])
     copy, copy_floor, details = copy_scores(sample_space, test_space, pool_features, space, cfg.eval_seed)
     generated.update(copy)
     floor.update(copy_floor)
     shown, neighbours = figure_rows(details, cfg.eval_seed)
-    nearest = {"samples": resize(samples[torch.as_tensor(shown)], cfg.eval_image_size),
+    nearest = {"samples": samples_at_eval[torch.as_tensor(shown)],
                "training": pool[torch.as_tensor(neighbours)], "space": space}
     notes["near_copies"] = f"searched in {space} space: {len(searched)} of the {pool_size} training images"
 
@@ -150,8 +152,7 @@ def evaluate(cfg: Config) -> tuple[dict[str, dict], Optional[dict], dict]:
     if use_inception:
         device = pick_device(cfg.device)
         inception = load_inception(device)
-        sets = {"generated": resize(samples, cfg.eval_image_size), "test": test["images"],
-                "real": resize(real, cfg.eval_image_size)}
+        sets = {"generated": samples_at_eval, "test": test["images"], "real": real_at_eval}
         with progress_bar(total=sum(map(len, sets.values())), desc="inception", unit="img") as progress:
             features = {name: inception_features(inception, images, device, progress=progress)
                         for name, images in sets.items()}

@@ -51,7 +51,6 @@ def select_generator(cfg: Config) -> tuple[dict, list[dict]]:
     paths.GENERATOR, and returns what was chosen and the curve's rows."""
     validation, floor_images = validation_images(cfg)
     score = selection_score(cfg)
-    validation_histograms = intensity_histograms(validation)
     if DATASETS[cfg.dataset].labelled:
         classifier = load_classifier(cfg)
         validation_features, _ = predict(classifier, validation, cfg.eval_image_size)
@@ -60,7 +59,7 @@ def select_generator(cfg: Config) -> tuple[dict, list[dict]]:
         curve_floor = frechet_distance(floor_features, validation_features)
     else:
         curve = quality_curve(cfg, None, None, None, validation)
-        curve_floor = intensity_emd(intensity_histograms(floor_images), validation_histograms)
+        curve_floor = intensity_emd(intensity_histograms(floor_images), intensity_histograms(validation))
     if not curve:
         raise RuntimeError(f"no G snapshot in {paths.SNAPSHOTS}: the train stage keeps one every eval_every steps "
                            "and at its last step; run `dvc repro train`")
