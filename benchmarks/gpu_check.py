@@ -49,7 +49,7 @@ from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.errors import UserError, run_stage  # noqa: E402
 from dcgan.io import save_tensors, write_json  # noqa: E402
 from dcgan.device import pick_device  # noqa: E402
-from dcgan.speed import cpu  # noqa: E402
+from dcgan.fast_path import cpu  # noqa: E402
 
 CARRIED_DATA = ROOT / ".gpu-carry" / "fashion-mnist"  # what benchmarks/README.md's carry command brings
 CARRIED_EVAL = ROOT / ".gpu-carry" / "eval"  # the domain classifier and the test split, for a study's scores

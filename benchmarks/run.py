@@ -51,9 +51,9 @@ from dcgan.data.preprocess import prepare_split  # noqa: E402
 from dcgan.io import write_json  # noqa: E402
 from dcgan.models import build_models, draw_noise  # noqa: E402
 from dcgan.device import pick_device  # noqa: E402
-from dcgan.speed import cpu, has_bf16_units  # noqa: E402
-from dcgan.step import GANStep, epoch_batches  # noqa: E402
-from dcgan.switches import Speed  # noqa: E402
+from dcgan.fast_path import cpu, has_bf16_units  # noqa: E402
+from dcgan.gan_step import GANStep, epoch_batches  # noqa: E402
+from dcgan.fast_path import FastPath  # noqa: E402
 from project_copy import copy_project  # noqa: E402
 
 MIRROR = "/usr/share/datasets/fashion-mnist"
@@ -93,7 +93,7 @@ def flops_per_image(cfg, device: torch.device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     generator, discriminator = build_models(cfg)
-    gan = GANStep(generator, discriminator, cfg, device, Speed())
+    gan = GANStep(generator, discriminator, cfg, device, FastPath())
     batch = torch.randint(0, 256, (cfg.batch_size, cfg.nc, cfg.image_size, cfg.image_size), dtype=torch.uint8,
                           device=device)
     noise = draw_noise(cfg.batch_size, cfg, device)
@@ -126,7 +126,7 @@ def tutorial_loop(cfg, raw_root: Path, device: torch.device):
     return step
 
 
-def fast_loop(cfg, images: torch.Tensor, device: torch.device, speed: Speed):
+def fast_loop(cfg, images: torch.Tensor, device: torch.device, speed: FastPath):
     generator, discriminator = build_models(cfg)
     gan = GANStep(generator, discriminator, cfg, device, speed)
     batches = epoch_batches(len(images), cfg.batch_size, cfg.seed, device=device)
@@ -145,17 +145,17 @@ def bench_train(args, device: torch.device) -> list[dict]:
     fetch_fashion_mnist(args.data, raw_root)
     images_u8 = prepare_split(raw_root, train=True, size=args.image_size)["images"].to(device)
     cuda = device.type == "cuda"
-    variants = [("tutorial loop", None), ("eager fp32", Speed()),
-                ("+ channels_last", Speed(channels_last=True)),
-                ("+ fused Adam", Speed(channels_last=True, fused_adam=True))]
+    variants = [("tutorial loop", None), ("eager fp32", FastPath()),
+                ("+ channels_last", FastPath(channels_last=True)),
+                ("+ fused Adam", FastPath(channels_last=True, fused_adam=True))]
     if cuda:
-        variants += [("+ cudnn.benchmark", Speed(channels_last=True, fused_adam=True, cudnn_benchmark=True)),
-                     ("+ bf16 autocast", Speed(channels_last=True, fused_adam=True, cudnn_benchmark=True,
+        variants += [("+ cudnn.benchmark", FastPath(channels_last=True, fused_adam=True, cudnn_benchmark=True)),
+                     ("+ bf16 autocast", FastPath(channels_last=True, fused_adam=True, cudnn_benchmark=True,
                                                amp=torch.cuda.is_bf16_supported()))]
     elif has_bf16_units():
-        variants.append(("+ bf16 autocast", Speed(channels_last=True, fused_adam=True, amp=True)))
+        variants.append(("+ bf16 autocast", FastPath(channels_last=True, fused_adam=True, amp=True)))
     if args.compile:
-        variants.append(("+ torch.compile", Speed(**{**variants[-1][1].switches(), "compile": True})))
+        variants.append(("+ torch.compile", FastPath(**{**variants[-1][1].switches(), "compile": True})))
     rows = []
     for batch_size in args.batch_sizes:
         cfg = base.model_copy(update={"batch_size": batch_size})
@@ -343,7 +343,7 @@ def profile_step(device: torch.device) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     cfg = load_config(ROOT / "params.yaml").model_copy(update={"image_size": 64})
-    step = fast_loop(cfg, torch.randint(0, 256, (1024, 1, 64, 64), dtype=torch.uint8, device=device), device, Speed())
+    step = fast_loop(cfg, torch.randint(0, 256, (1024, 1, 64, 64), dtype=torch.uint8, device=device), device, FastPath())
     step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:

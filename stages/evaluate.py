@@ -2,7 +2,7 @@
 
 from dcgan.config import load_config
 from dcgan.errors import run_stage
-from dcgan.evaluate.report import run_evaluation
+from dcgan.evaluate.evaluation import run_evaluation
 
 
 def main() -> None:

@@ -4,14 +4,14 @@ from dcgan import paths
 from dcgan.config import load_config
 from dcgan.errors import run_stage
 from dcgan.sample import sample
-from dcgan.tracking import continued_run, log_samples
+from dcgan.tracking import PipelineRun
 
 
 def main() -> None:
     cfg = load_config()
-    with continued_run(paths.GENERATOR_MLFLOW_RUN, cfg, paths.SAMPLE_MLFLOW_RUN) as run:
+    with PipelineRun.continued(paths.GENERATOR_MLFLOW_RUN, cfg, paths.SAMPLE_MLFLOW_RUN) as mlflow_run:
         trained_steps = sample(cfg)
-        log_samples(run, paths.SAMPLE_FIGURES, trained_steps)
+        mlflow_run.log_samples(paths.SAMPLE_FIGURES, trained_steps)
 
 
 if __name__ == "__main__":

@@ -5,28 +5,26 @@ import torch
 
 from dcgan import figures, paths
 from dcgan.config import load_config
-from dcgan.configuration import config_tags
+from dcgan.config_tags import config_tags
 from dcgan.errors import run_stage
 from dcgan.evaluate.selection import select_generator
 from dcgan.io import write_csv, write_json
-from dcgan.metrics import CURVE_COLUMNS
+from dcgan.metric_keys import CURVE_COLUMNS
 from dcgan.sample import kept_generator
-from dcgan.tracking import continued_run, log_selection
-from dcgan.tracking.generator_model import log_generator
+from dcgan.tracking import PipelineRun
 from dcgan.tracking.lineage import baseline_params
 
 
 def main() -> None:
     cfg = load_config()
-    with continued_run(paths.MLFLOW_RUN, cfg, paths.GENERATOR_MLFLOW_RUN) as run:
+    with PipelineRun.continued(paths.MLFLOW_RUN, cfg, paths.GENERATOR_MLFLOW_RUN) as mlflow_run:
         selection, curve = select_generator(cfg)
         write_json(paths.SELECTION, selection)
         write_csv(paths.QUALITY_CURVE, curve, CURVE_COLUMNS)
         figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE, selection)
-        # The configuration tags (`config`, `config_name`) group a configuration's seeds. keep_g is part of
-        # a configuration, so they are set here, once the G is chosen, and not by train.
-        log_selection(run, selection, curve, config_tags(cfg, baseline_params()))
-        log_generator(kept_generator(cfg, torch.device("cpu"))[0], cfg, run.info.run_id)
+        # keep_g is part of a configuration: the tags that group its seeds are set once the G is chosen.
+        mlflow_run.log_selection(selection, curve, config_tags(cfg, baseline_params()))
+        mlflow_run.log_generator(kept_generator(cfg, torch.device("cpu"))[0], cfg, register_as=cfg.register_model)
 
 
 if __name__ == "__main__":

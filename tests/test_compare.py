@@ -8,10 +8,10 @@ from scipy import stats as scipy_stats
 
 from conftest import make_config
 from dcgan.compare import stats
-from dcgan.compare.report import comparison, markdown
-from dcgan.compare.runs import SeedRun, configurations, matching, same_value
+from dcgan.compare.comparison import comparison, markdown
+from dcgan.compare.seed_runs import SeedRun, configurations, matching, same_value
 from dcgan.config import Config
-from dcgan.configuration import config_hash, config_name
+from dcgan.config_tags import config_hash, config_name
 
 # fd_classifier of the quick CPU variant over seeds 999, 1 and 2 (issue 18's table).
 LR_2E4 = [21.70, 25.62, 24.60]

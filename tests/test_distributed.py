@@ -12,7 +12,7 @@ from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
 from dcgan.config import load_config
 from dcgan.errors import ConfigError
-from dcgan.metrics import TRAINING as LOGGED
+from dcgan.metric_keys import TRAINING as LOGGED
 from dcgan.models import model_spec
 from test_faults import TINY_FAULTS, run_train
 

@@ -9,10 +9,10 @@ from conftest import TINY, make_config
 from dcgan import paths
 from dcgan.errors import ConfigError
 from dcgan.models import build_models
-from dcgan import speed as speed_module
-from dcgan.speed import Cpu, has_bf16_units, resolve_speed, speed_of_resumed_run
-from dcgan.step import GANStep, RunningMeans, epoch_batches
-from dcgan.switches import Speed
+from dcgan import fast_path as fast_path_module
+from dcgan.fast_path import Cpu, has_bf16_units, resolve_fast_path, fast_path_of_resumed_run
+from dcgan.gan_step import GANStep, RunningMeans, epoch_batches
+from dcgan.fast_path import FastPath
 from dcgan.train import LOGGED, train
 
 # bf16 where it runs fast: a CUDA GPU with bf16, or a CPU with bf16 units (amx_bf16, avx512_bf16).
@@ -22,7 +22,7 @@ BF16_DEVICES = [pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
 SMALL = dict(image_size=32, nz=16, ngf=8, ndf=8, batch_size=16)
 
 
-def run_steps(speed: Speed, steps: int = 3, device: str = "cpu", **overrides) -> tuple[dict, list]:
+def run_steps(speed: FastPath, steps: int = 3, device: str = "cpu", **overrides) -> tuple[dict, list]:
     cfg = make_config(**{**SMALL, **overrides})
     torch.manual_seed(0)
     generator, discriminator = build_models(cfg)
@@ -43,27 +43,27 @@ def assert_close(a: dict, b: dict, atol: float) -> None:
 
 
 def test_fast_path_steps_match_eager_steps_in_fp32():
-    eager, eager_logged = run_steps(Speed())
-    fast, fast_logged = run_steps(Speed(channels_last=True, fused_adam=True))
+    eager, eager_logged = run_steps(FastPath())
+    fast, fast_logged = run_steps(FastPath(channels_last=True, fused_adam=True))
     assert_close(eager, fast, atol=1e-5)
     assert torch.allclose(torch.stack(eager_logged), torch.stack(fast_logged), atol=1e-5)
 
 
 @pytest.mark.slow
 def test_compiled_steps_match_eager_steps_in_fp32():
-    eager, _ = run_steps(Speed(), steps=2)
-    compiled, _ = run_steps(Speed(compile=True), steps=2)
+    eager, _ = run_steps(FastPath(), steps=2)
+    compiled, _ = run_steps(FastPath(compile=True), steps=2)
     assert_close(eager, compiled, atol=1e-4)
 
 
 @pytest.mark.parametrize("device", BF16_DEVICES)
 def test_bf16_steps_stay_near_fp32(device):
-    eager, eager_logged = run_steps(Speed(), device=device)
-    fast, fast_logged = run_steps(Speed(channels_last=True, fused_adam=True, cudnn_benchmark=device == "cuda",
+    eager, eager_logged = run_steps(FastPath(), device=device)
+    fast, fast_logged = run_steps(FastPath(channels_last=True, fused_adam=True, cudnn_benchmark=device == "cuda",
                                         amp=True), device=device)
     assert_close(eager, fast, atol=5e-3)  # bf16 rounds the activations; three small steps stay close
     assert torch.allclose(torch.stack(eager_logged), torch.stack(fast_logged), atol=5e-2)
-    changed = max((fast[name] - before).abs().max().item() for name, before in run_steps(Speed(), steps=0)[0].items())
+    changed = max((fast[name] - before).abs().max().item() for name, before in run_steps(FastPath(), steps=0)[0].items())
     assert changed > 1e-4  # the steps did move the weights: "close" is not "untouched"
 
 
@@ -115,9 +115,9 @@ def test_logging_every_k_steps_reports_the_means_of_logging_every_step(work_fold
 
 def test_switches_a_cpu_cannot_use_are_refused_with_a_reason():
     with pytest.raises(ConfigError, match="`cudnn_benchmark` = 'on' needs a CUDA device"):
-        resolve_speed(make_config(cudnn_benchmark="on"), torch.device("cpu"))
-    assert resolve_speed(make_config(channels_last="on", fused_adam="on", amp="off"), torch.device("cpu")) == \
-        Speed(channels_last=True, fused_adam=True)
+        resolve_fast_path(make_config(cudnn_benchmark="on"), torch.device("cpu"))
+    assert resolve_fast_path(make_config(channels_last="on", fused_adam="on", amp="off"), torch.device("cpu")) == \
+        FastPath(channels_last=True, fused_adam=True)
 
 
 @pytest.fixture
@@ -127,13 +127,13 @@ def fake_cpu(monkeypatch, tmp_path):
     measured = []
 
     def make(flags, speeds):
-        monkeypatch.setattr(speed_module, "cpu", lambda: Cpu("Test CPU", frozenset(flags)))
+        monkeypatch.setattr(fast_path_module, "cpu", lambda: Cpu("Test CPU", frozenset(flags)))
 
         def images_per_second(cfg, variants):
             measured.extend(variants)
             return {name: speeds[name] for name in variants}
 
-        monkeypatch.setattr(speed_module, "_images_per_second", images_per_second)
+        monkeypatch.setattr(fast_path_module, "_images_per_second", images_per_second)
         return measured
     return make
 
@@ -144,67 +144,67 @@ def others_use(monkeypatch):
     def set_cores(cores: float):
         clock = iter(range(0, 10**6, 10))  # each perf_counter call: 10 s later
         used = iter([0.0, 10.0 * cores] * 100)
-        monkeypatch.setattr(speed_module.time, "perf_counter", lambda: float(next(clock)))
-        monkeypatch.setattr(speed_module, "_others_cpu_seconds", lambda: next(used))
+        monkeypatch.setattr(fast_path_module.time, "perf_counter", lambda: float(next(clock)))
+        monkeypatch.setattr(fast_path_module, "_others_cpu_seconds", lambda: next(used))
     return set_cores
 
 
 def test_auto_bf16_on_a_cpu_follows_the_measurement_where_the_cpu_has_bf16_units(fake_cpu, others_use):
     others_use(0.1)
     measured = fake_cpu({"avx512f", "avx512_bf16"}, {"fp32": 100.0, "channels_last": 104.0, "amp": 150.0})
-    chosen = resolve_speed(make_config(), torch.device("cpu"))
-    assert chosen == Speed(channels_last=False, fused_adam=True, amp=True)  # 1.04x is noise; 1.5x pays
+    chosen = resolve_fast_path(make_config(), torch.device("cpu"))
+    assert chosen == FastPath(channels_last=False, fused_adam=True, amp=True)  # 1.04x is noise; 1.5x pays
     assert "avx512_bf16" in chosen.reasons["amp"] and "150 vs 100 images/s" in chosen.reasons["amp"]
     assert "under the 1.10x" in chosen.reasons["channels_last"]
     assert chosen.as_params()["amp_effective"] is True and "amp_reason" in chosen.as_params()
     assert sorted(measured) == ["amp", "channels_last", "fp32"]
-    again = resolve_speed(make_config(), torch.device("cpu"))  # the verdict is cached for this machine
+    again = resolve_fast_path(make_config(), torch.device("cpu"))  # the verdict is cached for this machine
     assert again == chosen and len(measured) == 3 and "measured earlier" in again.reasons["amp"]
     measured_slow = fake_cpu({"amx_bf16"}, {"fp32": 100.0, "channels_last": 130.0, "amp": 60.0})
-    slow = resolve_speed(make_config(image_size=32), torch.device("cpu"))  # another shape: measured anew
-    assert slow == Speed(channels_last=True, fused_adam=True, amp=False) and len(measured_slow) == 6
+    slow = resolve_fast_path(make_config(image_size=32), torch.device("cpu"))  # another shape: measured anew
+    assert slow == FastPath(channels_last=True, fused_adam=True, amp=False) and len(measured_slow) == 6
 
 
 def test_a_verdict_measured_while_the_machine_is_busy_is_not_cached(fake_cpu, others_use):
     others_use(1.5)
     measured = fake_cpu({"avx512_bf16"}, {"fp32": 100.0, "channels_last": 100.0, "amp": 150.0})
-    assert resolve_speed(make_config(), torch.device("cpu")).amp
-    assert resolve_speed(make_config(), torch.device("cpu")).amp and len(measured) == 6  # measured again
-    assert not speed_module.probe_cache().exists()
+    assert resolve_fast_path(make_config(), torch.device("cpu")).amp
+    assert resolve_fast_path(make_config(), torch.device("cpu")).amp and len(measured) == 6  # measured again
+    assert not fast_path_module.probe_cache().exists()
 
 
 def test_auto_bf16_is_off_without_bf16_units_and_on_is_allowed_with_a_warning(fake_cpu):
     measured = fake_cpu({"avx2", "fma"}, {"fp32": 100.0, "channels_last": 120.0})
-    chosen = resolve_speed(make_config(), torch.device("cpu"))
-    assert chosen == Speed(channels_last=True, fused_adam=True, amp=False)
+    chosen = resolve_fast_path(make_config(), torch.device("cpu"))
+    assert chosen == FastPath(channels_last=True, fused_adam=True, amp=False)
     assert "no bf16 units" in chosen.reasons["amp"] and "amp" not in measured  # never measured: it would crawl
     with pytest.warns(UserWarning, match="without bf16 units.*slower than fp32"):
-        forced = resolve_speed(make_config(amp="on"), torch.device("cpu"))
+        forced = resolve_fast_path(make_config(amp="on"), torch.device("cpu"))
     assert forced.amp
 
 
 def test_the_probe_measures_real_steps_and_leaves_the_run_random_stream_alone(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(speed_module, "_others_cpu_seconds", lambda: 0.0)
-    monkeypatch.setattr(speed_module, "cpu", lambda: Cpu("Test CPU", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(fast_path_module, "_others_cpu_seconds", lambda: 0.0)
+    monkeypatch.setattr(fast_path_module, "cpu", lambda: Cpu("Test CPU", frozenset({"avx512_bf16"})))
     torch.manual_seed(5)
     state = torch.get_rng_state()
-    speeds, cached = speed_module.probe_speeds(make_config(**SMALL), ["channels_last", "amp"], {"fused_adam": True})
+    speeds, cached = fast_path_module.probe_speeds(make_config(**SMALL), ["channels_last", "amp"], {"fused_adam": True})
     assert torch.equal(torch.get_rng_state(), state)
     assert not cached and set(speeds) == {"fp32", "channels_last", "amp"} and all(v > 0 for v in speeds.values())
-    assert speed_module.probe_speeds(make_config(**SMALL), ["channels_last", "amp"], {"fused_adam": True}) == (speeds, True)
+    assert fast_path_module.probe_speeds(make_config(**SMALL), ["channels_last", "amp"], {"fused_adam": True}) == (speeds, True)
 
 
 def test_the_cpu_time_of_other_processes_is_measured_without_this_one():
-    before = speed_module._others_cpu_seconds()
+    before = fast_path_module._others_cpu_seconds()
     sum(i * i for i in range(3_000_000))  # this process's own work does not count
-    assert speed_module._others_cpu_seconds() - before < 0.3
+    assert fast_path_module._others_cpu_seconds() - before < 0.3
 
 
 def test_a_resumed_run_keeps_the_auto_switches_it_started_with():
-    now = Speed(channels_last=True, fused_adam=True, amp=False)
+    now = FastPath(channels_last=True, fused_adam=True, amp=False)
     before = {"device": "cpu", "speed": {**now.switches(), "amp": True, "channels_last": False}}
-    resumed = speed_of_resumed_run(make_config(channels_last="on"), now, before, torch.device("cpu"))
-    assert resumed == Speed(channels_last=True, fused_adam=True, amp=True)  # `on` is the user's; auto as before
+    resumed = fast_path_of_resumed_run(make_config(channels_last="on"), now, before, torch.device("cpu"))
+    assert resumed == FastPath(channels_last=True, fused_adam=True, amp=True)  # `on` is the user's; auto as before
     assert resumed.reasons["amp"] == "as before the run's stop"
-    assert speed_of_resumed_run(make_config(), now, {**before, "device": "cuda"}, torch.device("cpu")) == now
+    assert fast_path_of_resumed_run(make_config(), now, {**before, "device": "cuda"}, torch.device("cpu")) == now

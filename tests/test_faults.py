@@ -23,7 +23,7 @@ from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
 from dcgan.io import write_json
 from dcgan.models import model_spec
-from dcgan.tracking import RunLogger
+from dcgan.tracking import PipelineRun
 
 # TINY as the fault tests run it, with `epochs` named at each call: make_work_folder's 64 images at batch
 # 16 are 4 steps an epoch; small enough to be quick, long enough to be killed mid-way.
@@ -326,7 +326,7 @@ def test_an_mlflow_server_down_mid_run_never_stops_training_and_gets_everything_
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
         monkeypatch.delenv("DVC_ROOT", raising=False)
-        monkeypatch.setattr(RunLogger, "retry_seconds", 0.0)
+        monkeypatch.setattr(PipelineRun, "retry_seconds", 0.0)
         monkeypatch.chdir(make_work_folder(tmp_path / "project", {**TINY_FAULTS, "epochs": 10}))
         original, calls = training.GANStep.step, []
 

@@ -339,7 +339,7 @@ def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tm
         run(["dvc", "queue", "kill", "--force", "killed"], copy, env)  # SIGKILL to the worker's experiment
         wait_for(lambda: state("killed") == "Failed", "the killed run to be marked Failed")
         os.kill(trainer, signal.SIGCONT)
-        # The stage stops too (its starter's death is its SIGTERM, see dcgan.stop), with a checkpoint:
+        # The stage stops too (its starter's death is its SIGTERM, see dcgan.lifetime), with a checkpoint:
         # nothing keeps writing to the folder that the next run resumes from.
         folder = next(unfinished.iterdir())
         wait_for(lambda: not (folder / ".lock").exists() or _unlocked(folder / ".lock"), "the orphaned stage to stop")

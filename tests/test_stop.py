@@ -18,7 +18,7 @@ from dcgan.lifetime import process_status
 TRAINING = """
 import os, sys, time
 from dcgan.errors import run_stage
-from dcgan.stop import StopRequest
+from dcgan.lifetime import StopRequest
 
 def main():
     stop = StopRequest()

@@ -15,7 +15,7 @@ from dcgan.tracking.store import EXPERIMENT
 pytestmark = [pytest.mark.slow, requires_fashion_mnist]
 SEEDS, LEARNING_RATES = (1, 2, 3), ("0.0001", "0.0002")
 HEADLINE = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "coverage_classifier",
-            "pixel_intensity_emd")  # compare.runs.HEADLINE less the Inception scores, which a CPU run has not
+            "pixel_intensity_emd")  # metric_keys.HEADLINE_SCORES less the Inception scores, which a CPU run has not
 
 
 def queue_states(copy, env) -> list[str]:

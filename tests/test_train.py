@@ -10,7 +10,7 @@ from dcgan import paths
 from dcgan.checkpoint import load_checkpoint
 from dcgan.io import load_tensors
 from dcgan.models import build_models, model_spec
-from dcgan.step import lr_scale
+from dcgan.gan_step import lr_scale
 from dcgan.train import LOGGED, train
 
 def test_training_logs_checkpoints_and_tracks(work_folder):
@@ -89,7 +89,7 @@ def test_training_variants_train_and_log(work_folder, variant):
 
 
 def test_one_sided_label_smoothing_moves_only_ds_target_for_real_images(work_folder, monkeypatch):
-    import dcgan.step
+    import dcgan.gan_step
 
     targets = []
     original = F.binary_cross_entropy_with_logits
@@ -98,7 +98,7 @@ def test_one_sided_label_smoothing_moves_only_ds_target_for_real_images(work_fol
         targets.append(target[0].item())
         return original(logits, target, *args, **kwargs)
 
-    monkeypatch.setattr(dcgan.step.F, "binary_cross_entropy_with_logits", spy)
+    monkeypatch.setattr(dcgan.gan_step.F, "binary_cross_entropy_with_logits", spy)
     train(make_config(**{**TINY, "epochs": 1, "batch_size": 64}, label_smoothing=0.1))
     assert targets[:3] == [pytest.approx(0.9), 0.0, 1.0]  # D: real 0.9, fake 0; G: its fakes called real, 1
 

@@ -81,7 +81,7 @@ class Config(BaseModel):
     register_model: Optional[str] = Field(min_length=1, max_length=256, pattern=r"^[\w.\- ]+$",
                                           description="null, or a name in MLflow's model registry: each run a new version")
 
-    # the fast path (src/dcgan/speed.py): auto = on only where it pays off
+    # the fast path (src/dcgan/fast_path.py): auto = on only where it pays off
     channels_last: Literal["auto", "on", "off"]
     fused_adam: Literal["auto", "on", "off"]
     cudnn_benchmark: Literal["auto", "on", "off"]
@@ -193,3 +193,4 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         problems = "\n".join(f"  - {_describe(e, raw)}" for e in exc.errors())
         raise ConfigError(f"{path} has invalid parameters:\n{problems}\n"
                           f"Fix them in {path} (or in your `dvc exp run -S` overrides) and run again.") from None
+

@@ -4,7 +4,10 @@
 and so does a pre-empted `dvc repro` killed with -9: the stage it started would run on, unseen, in a
 copy DVC has given up, or into the run folder that the next attempt resumes from. So each stage
 watches its starter and, when it dies, sends itself a SIGTERM: the train stage takes that as a
-request to stop with a checkpoint (stop.StopRequest), the others end as on any SIGTERM.
+request to stop with a checkpoint (StopRequest, below), the others end as on any SIGTERM.
+
+Stopping a training cleanly: SIGTERM or Ctrl-C ask it to stop after the current step, with a
+checkpoint (StopRequest).
 """
 
 from __future__ import annotations
@@ -73,3 +76,29 @@ def call_on_exit(pid: int, callback: Callable[[], None]) -> None:
         callback()
 
     threading.Thread(target=wait, name=f"watch-{pid}", daemon=True).start()
+
+
+class StopRequest:
+    """The first SIGTERM or SIGINT is noted, for the loop to stop at; a second one stops at once."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step, with a checkpoint "
+              "(send it again to stop at once, without one)", flush=True)
+        signal.signal(signum, self.previous[signum])
+
+    def agreed(self, world, device) -> bool:
+        """Under DDP every process must stop at the same step: they agree (a collective) when asked."""
+        if world.size == 1:
+            return self.signum is not None
+        import torch
+
+        return bool(world.min(torch.tensor(0 if self.signum is not None else 1, device=device)) == 0)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from dcgan import figures
-from dcgan.compare.report import comparison, json_safe, markdown
-from dcgan.compare.runs import Configuration, configurations, evaluated_runs, matching, study_runs
+from dcgan.compare.comparison import comparison, json_safe, markdown
+from dcgan.compare.seed_runs import Configuration, configurations, evaluated_runs, matching, study_runs
 from dcgan.config import Config
-from dcgan.configuration import config_hash
+from dcgan.config_tags import config_hash
 from dcgan.errors import UserError, run_stage
 from dcgan.io import atomic_path, write_json
 from dcgan.tracking import lineage

@@ -27,11 +27,10 @@ from dcgan.evaluate.inception import inception_features, load_inception
 from dcgan.evaluate.pixels import pixel_scores
 from dcgan.evaluate.scores import classifier_scores, distance_scores
 from dcgan.io import load_tensors
+from dcgan.metric_keys import CALIBRATED_SCORES
 from dcgan.models import build_models
 from dcgan.device import pick_device
 
-COLUMNS = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
-           "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier", "pixel_intensity_emd")
 GREY_LEVEL = 16  # the background of the first 64-px default runs (docs/studies.md)
 
 
@@ -82,12 +81,14 @@ def main() -> None:
         device = pick_device(cfg.device)
         model = load_inception(device)
         test_features = inception_features(model, test_images, device)
-        columns = (*(c.replace("classifier", "inception").replace("fd_", "fid_") for c in COLUMNS[:6]), COLUMNS[-1])
+        # The classifier's distance and manifold scores have Inception twins; the pixel score needs no features.
+        columns = (*(c.replace("classifier", "inception").replace("fd_", "fid_") for c in CALIBRATED_SCORES[:6]),
+                   CALIBRATED_SCORES[-1])
     else:
         classifier = load_classifier(cfg)
         test_features, test_probabilities = predict(classifier, test_images, size)
         test_shares = class_shares(test_probabilities)
-        columns = COLUMNS
+        columns = CALIBRATED_SCORES
 
     print(f"| image set ({n} images vs {len(test_images)} test images) | " + " | ".join(columns) + " |")
     print("| --- " * (len(columns) + 1) + "|")

@@ -20,7 +20,7 @@ from dcgan.evaluate.manifold import manifold_scores, real_radii
 from dcgan.evaluate.pixels import pixel_scores
 from dcgan.evaluate.real_images import training_pool
 from dcgan.io import load_tensors, progress_bar
-from dcgan.metrics import FLOOR, FLOOR_SAMPLE_SPREAD, NOTES, SCORES, SETUP, SAMPLE_SPREAD
+from dcgan.metric_keys import FLOOR, FLOOR_SAMPLE_SPREAD, NOTES, SCORES, SETUP, SAMPLE_SPREAD
 from dcgan.device import pick_device
 
 

@@ -16,6 +16,7 @@ import yaml
 from dcgan import paths
 from dcgan.config import Config
 from dcgan.digests import md5_of
+from dcgan.metric_keys import HEADLINE_SCORES
 
 
 def git(*args: str) -> str | None:
@@ -102,8 +103,7 @@ def describe(cfg: Config, headline: str = "") -> str:
 def headline(scores: dict, sample_spread: dict, floor: dict) -> str:
     """The scores a reader looks at first, beside the real-vs-real floor."""
     parts = []
-    for name in ("fd_classifier", "coverage_classifier", "precision_classifier", "recall_classifier",
-                 "class_entropy_ratio", "pixel_intensity_emd", "fid_inception"):
+    for name in HEADLINE_SCORES:
         if name in scores:
             spread_text = f" ± {sample_spread[name]:.2g}" if name in sample_spread else ""
             parts.append(f"`{name}` {scores[name]:.4g}{spread_text} (floor {floor[name]:.3g})")

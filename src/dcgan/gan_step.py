@@ -20,7 +20,6 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from dcgan.config import Config
 from dcgan.data.normalize import normalize
 from dcgan.distributed import World
-from dcgan.switches import Speed
 
 
 class GANStep:
@@ -32,7 +31,7 @@ class GANStep:
     loop never waits on the host.
     """
 
-    def __init__(self, generator, discriminator, cfg: Config, device: torch.device, speed: Speed,
+    def __init__(self, generator, discriminator, cfg: Config, device: torch.device, speed,
                  world: World = World()):
         self.cfg, self.device, self.speed = cfg, device, speed
         memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format

@@ -1,8 +1,7 @@
-"""A run's configuration: its config.CONFIG_PARAMS, as a short stable hash (`config`) and as a readable
-name (`config_name`: what differs from the DVC baseline's params, e.g. `lr=0.0001`, or `baseline`).
-
-Both are tags of each training run, so that MLflow's runs table groups the seeds of one configuration
-(Group by -> tag config_name), and dcgan-compare counts them.
+"""The MLflow tags that name a run's configuration (config.CONFIG_PARAMS, the values that runs differing
+by seed alone share): a short stable hash (`config`) and a readable name (`config_name`: what differs from
+the DVC baseline's params, e.g. `lr=0.0001`, or `baseline`). The runs table groups a configuration's
+seeds by them (Group by -> tag config_name), and dcgan-compare counts them.
 """
 
 from __future__ import annotations
@@ -41,5 +40,5 @@ def config_name(cfg: Config, baseline: dict | None) -> str:
 
 
 def config_tags(cfg: Config, baseline: dict | None) -> dict[str, str]:
-    """The training run's MLflow tags `config` and `config_name`."""
+    """The run's MLflow tags `config` and `config_name`."""
     return {"config": config_hash(cfg), "config_name": config_name(cfg, baseline)}

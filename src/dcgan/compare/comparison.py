@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 from dcgan.compare import stats
-from dcgan.compare.runs import EVALUATION_PARAMS, HEADLINE, Configuration
+from dcgan.compare.seed_runs import EVALUATION_PARAMS, Configuration
+from dcgan.metric_keys import HEADLINE_SCORES, LOWER_IS_BETTER
 
 MORE_SEEDS = "dvc exp run --queue -S 'seed=range(1,4)' -S <your change> && scripts/run-queue.sh"
 
@@ -33,11 +34,11 @@ def evaluation_differences(groups: list[Configuration]) -> list[str]:
 
 def configuration_summary(group: Configuration) -> dict:
     scores = {}
-    for score, lower_is_better in HEADLINE.items():
+    for score in HEADLINE_SCORES:
         values = group.values(score)
         if not values:
             continue
-        summary = stats.summarize(values, lower_is_better)
+        summary = stats.summarize(values, LOWER_IS_BETTER[score])
         entry = {"n": summary.n, "mean": summary.mean, "sd_over_seeds": summary.sd, "best": summary.best,
                  "worst": summary.worst, "values": values}
         if summary.n == 1 and score in group.runs[0].sample_spread:
@@ -68,8 +69,8 @@ def comparison(groups: list[Configuration], baseline: Configuration, source: str
     for candidate in (group for group in groups if group.config != baseline.config):
         why_not = incomparable(candidate, baseline)
         scores = {} if why_not else {
-            score: score_difference(candidate.values(score), baseline.values(score), lower_is_better)
-            for score, lower_is_better in HEADLINE.items() if candidate.values(score) and baseline.values(score)}
+            score: score_difference(candidate.values(score), baseline.values(score), LOWER_IS_BETTER[score])
+            for score in HEADLINE_SCORES if candidate.values(score) and baseline.values(score)}
         against.append({"config": candidate.config, "name": candidate.name, "not_comparable": why_not,
                         "scores": scores})
     return {"source": source, "baseline": {"config": baseline.config, "name": baseline.name},
@@ -100,7 +101,7 @@ def _signed(value: float) -> str:
 def markdown(result: dict) -> str:
     """The table a reader looks at: each configuration over its seeds, then each against the baseline."""
     baseline = result["baseline"]
-    scores = [score for score in HEADLINE if any(score in c["scores"] for c in result["configurations"])]
+    scores = [score for score in HEADLINE_SCORES if any(score in c["scores"] for c in result["configurations"])]
     lines = ["# Configurations compared over training seeds", "",
              f"Runs: {result['source']}. Baseline: `{baseline['name']}` (config {baseline['config']}).", "",
              "## Each configuration: mean ± SD over its seeds (best, worst)", "",
@@ -132,7 +133,7 @@ def markdown(result: dict) -> str:
                   "| score | difference | 95% CI (Welch) | 95% CI (bootstrap) | p | verdict |",
                   "|---|---|---|---|---|---|"]
         for score, entry in against["scores"].items():
-            direction = "lower is better" if HEADLINE[score] else "higher is better"
+            direction = "lower is better" if LOWER_IS_BETTER[score] else "higher is better"
             if entry["verdict"] is None:
                 lines.append(f"| {score} ({direction}) | | | | | {entry['why']} |")
                 continue

@@ -6,12 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcgan.metrics import SAMPLE_SPREAD, SCORES, metric_key
+from dcgan.metric_keys import HEADLINE_SCORES, SAMPLE_SPREAD, SCORES, metric_key
 
-# The scores compared, and whether lower is better. The Inception ones are there when evaluate ran them.
-HEADLINE = {"fd_classifier": True, "kid_classifier": True, "precision_classifier": False,
-            "recall_classifier": False, "coverage_classifier": False, "pixel_intensity_emd": True,
-            "fid_inception": True, "kid_inception": True}
 # What scores the samples: runs of one configuration scored with other values of these do not compare.
 EVALUATION_PARAMS = ("n_samples", "sample_bn_mode", "eval_image_size", "eval_seed", "classifier_epochs",
                      "kid_subset_size", "kid_subsets", "inception")
@@ -56,7 +52,7 @@ def evaluated_runs(client, experiment_id: str) -> tuple[list[SeedRun], int]:
             if "config" not in tags:
                 untagged += 1
                 continue
-            scores = {name: metrics[metric_key(SCORES, name)] for name in HEADLINE
+            scores = {name: metrics[metric_key(SCORES, name)] for name in HEADLINE_SCORES
                       if metric_key(SCORES, name) in metrics}
             if not scores:  # trained, not evaluated
                 continue
@@ -76,7 +72,7 @@ def study_runs(report_file: Path) -> list[SeedRun]:
     configuration. A study may vary what a `config` leaves out on purpose (amp: bf16 against fp32): a
     second configuration of the same hash keeps its own group, `<hash>-<name>`."""
     from dcgan.config import Config
-    from dcgan.configuration import config_hash
+    from dcgan.config_tags import config_hash
 
     rows = json.loads(Path(report_file).read_text()).get("study", {}).get("runs", [])
     runs, names = [], {}
@@ -85,7 +81,7 @@ def study_runs(report_file: Path) -> list[SeedRun]:
         owner = names.setdefault(config, row["configuration"])
         config = config if owner == row["configuration"] else f"{config}-{row['configuration']}"
         params = {key: str(value) for key, value in row["params"].items()}
-        scores = {name: row["scores"][name] for name in HEADLINE if name in row["scores"]}
+        scores = {name: row["scores"][name] for name in HEADLINE_SCORES if name in row["scores"]}
         spread = {name: row["scores_sample_spread"][name] for name in scores if name in row["scores_sample_spread"]}
         runs.append(SeedRun(f"study:{row['configuration']}:{row['seed']}", config,
                             row["configuration"], int(row["seed"]), params, scores, spread, end_time=index))

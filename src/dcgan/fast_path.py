@@ -1,4 +1,4 @@
-"""How fast a run trains: the fast path's switches (switches.py), each auto, on or off, decided here.
+"""How fast a run trains: the fast path's switches (FastPath), each auto, on or off, and how auto decides them.
 
 `auto` is decided at run time for the hardware in hand, never from a figure measured elsewhere:
 - On CUDA: channels_last, fused Adam and cudnn.benchmark on; bf16 autocast (`amp`) where the GPU
@@ -22,7 +22,7 @@ import platform
 import statistics
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,8 +31,34 @@ import torch
 from dcgan.errors import ConfigError
 from dcgan.io import write_json
 from dcgan.models import build_models, draw_noise
-from dcgan.step import GANStep
-from dcgan.switches import SWITCHES, Speed
+from dcgan.gan_step import GANStep
+
+SWITCHES = ("channels_last", "fused_adam", "cudnn_benchmark", "amp", "compile")
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The switches a run uses: each on or off, and why."""
+
+    channels_last: bool = False
+    fused_adam: bool = False
+    cudnn_benchmark: bool = False
+    amp: bool = False  # bf16 autocast; the discriminator outputs logits, so the loss stays in fp32
+    compile: bool = False
+    # Why each switch is on or off: what was measured or seen (MLflow `<switch>_reason`).
+    reasons: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def switches(self) -> dict[str, bool]:
+        return {name: getattr(self, name) for name in SWITCHES}
+
+    def as_params(self) -> dict[str, object]:
+        """For MLflow: what actually ran, beside the requested auto/on/off, and why."""
+        return {**{f"{name}_effective": on for name, on in self.switches().items()},
+                **{f"{name}_reason": reason for name, reason in self.reasons.items()}}
+
+    def describe(self) -> str:
+        return "\n".join(f"  {name}: {'on' if on else 'off'}" + (f" ({self.reasons[name]})" if name in self.reasons else "")
+                         for name, on in self.switches().items())
 
 BF16_UNITS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 matrix/vector units; Arm's `bf16` (aarch64 Features)
 PAYS_OFF = 1.10  # a measured gain below 10% is within the probe's noise, and not worth bf16's rounding
@@ -66,7 +92,7 @@ def cpu() -> Cpu:
     return Cpu(model, frozenset(flags))
 
 
-def resolve_speed(cfg, device: torch.device, probe: bool = True) -> Speed:
+def resolve_fast_path(cfg, device: torch.device, probe: bool = True) -> FastPath:
     """The switches for this run. Impossible requests are refused before any work; `auto` is decided
     here (on a CPU by measuring, unless `probe` is False, e.g. under DDP, where the flags decide)."""
     cuda = device.type == "cuda"
@@ -92,7 +118,7 @@ def resolve_speed(cfg, device: torch.device, probe: bool = True) -> Speed:
         for name in auto:
             chosen[name] = False
             reasons[name] = f"not measured on {device.type}"
-    return Speed(**chosen, reasons=reasons)
+    return FastPath(**chosen, reasons=reasons)
 
 
 def _decide_on_cpu(cfg, auto: list[str], chosen: dict, reasons: dict, probe: bool) -> None:
@@ -159,7 +185,7 @@ def probe_speeds(cfg, candidates: list[str], fixed: dict) -> tuple[dict[str, flo
           f"({cfg.image_size}x{cfg.image_size}, batch {cfg.batch_size}) on {cpu().model}", flush=True)
     before = _others_cpu_seconds()
     started = time.perf_counter()
-    speeds = _images_per_second(cfg, {_variant_name(v): Speed(fused_adam=fixed["fused_adam"], **v) for v in variants})
+    speeds = _images_per_second(cfg, {_variant_name(v): FastPath(fused_adam=fixed["fused_adam"], **v) for v in variants})
     others = (_others_cpu_seconds() - before) / (time.perf_counter() - started)  # cores other processes kept busy
     if others > 0.5:  # the verdict holds for now, not for the machine
         print(f"fast path: other processes kept {others:.1f} of {os.cpu_count()} cores busy while it was measured, "
@@ -184,7 +210,7 @@ def _others_cpu_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK") - (mine.user + mine.system)
 
 
-def _images_per_second(cfg, variants: dict[str, Speed]) -> dict[str, float]:
+def _images_per_second(cfg, variants: dict[str, FastPath]) -> dict[str, float]:
     """Images/s of each variant's training step, timed in turns (A B C A B C ...), so that a passing
     load on the machine slows every variant alike; the median of each variant's steps."""
     device = torch.device("cpu")
@@ -209,7 +235,7 @@ def has_bf16_units() -> bool:
     return bool(cpu().bf16_units)
 
 
-def speed_of_resumed_run(cfg, speed: Speed, resume: dict, device: torch.device) -> Speed:
+def fast_path_of_resumed_run(cfg, speed: FastPath, resume: dict, device: torch.device) -> FastPath:
     """The switches left on `auto` take the value the run had before its stop (a probe could decide
     otherwise now, and bf16 or not changes the numbers); switches set on or off are the user's."""
     before = resume.get("speed")
@@ -220,4 +246,4 @@ def speed_of_resumed_run(cfg, speed: Speed, resume: dict, device: torch.device) 
         if getattr(cfg, name) == "auto":
             chosen[name] = before[name]
             reasons[name] = "as before the run's stop"
-    return Speed(**chosen, reasons=reasons)
+    return FastPath(**chosen, reasons=reasons)

@@ -10,13 +10,9 @@ from dcgan.config import Config
 from dcgan.data.datasets import DATASETS
 from dcgan.evaluate.scores import evaluate
 from dcgan.io import write_json
-from dcgan.metrics import FLOOR, GAN, NOTES, SCORES, SELECTION, SETUP, SAMPLE_SPREAD, TRAINING
-from dcgan.tracking import continued_run, log_evaluation
+from dcgan.metric_keys import FLOOR, GAN, NOTES, SAMPLE_SPREAD, SCORE_NAMES, SCORES, SELECTION, SETUP, TRAINING
+from dcgan.tracking import PipelineRun
 
-SHOWN = ("fd_classifier", "kid_classifier", "precision_classifier", "recall_classifier", "density_classifier",
-         "coverage_classifier", "class_entropy_ratio", "classes_covered", "is_classifier", "pixel_intensity_emd",
-         "near_copy_share_classifier", "near_copy_share_pixels", "fid_inception",
-         "kid_inception", "precision_inception", "recall_inception", "density_inception", "coverage_inception")
 
 
 def training_summary(log_csv=paths.TRAIN_LOG) -> dict[str, float]:
@@ -31,7 +27,7 @@ def training_summary(log_csv=paths.TRAIN_LOG) -> dict[str, float]:
 
 
 def run_evaluation(cfg: Config) -> dict[str, dict]:
-    with continued_run(paths.SAMPLE_MLFLOW_RUN, cfg) as run:
+    with PipelineRun.continued(paths.SAMPLE_MLFLOW_RUN, cfg) as mlflow_run:
         metrics, shares, nearest = evaluate(cfg)
         metrics = {GAN: training_summary(), **metrics, SELECTION: json.loads(paths.SELECTION.read_text())}
         classifier = json.loads(paths.CLASSIFIER_REPORT.read_text())
@@ -44,7 +40,7 @@ def run_evaluation(cfg: Config) -> dict[str, dict]:
             figures.notice(metrics[NOTES]["classifier_scores"], paths.CLASS_HISTOGRAM)
         figures.nearest_training_images(nearest["samples"], nearest["training"], nearest["space"],
                                         paths.NEAREST_TRAINING_IMAGES)
-        log_evaluation(run, cfg, metrics)
+        mlflow_run.log_evaluation(cfg, metrics)
     print_scores(metrics)
     return metrics
 
@@ -54,7 +50,7 @@ def print_scores(metrics: dict[str, dict]) -> None:
     print(f"scores of {metrics[SETUP]['n_generated']} samples (lower is better for fd and kid; ± is the sample "
           "spread, over resamples of this one G's samples: training again with another seed moves a score "
           "several times more, so compare configurations over seeds with dcgan-compare):")
-    shown = [name for name in SHOWN if name in scores]
+    shown = [name for name in SCORE_NAMES if name in scores]
     for name in shown:
         spread_text = f" ± {spread[name]:.3g} (sample spread)" if name in spread else ""
         print(f"  {SCORES}.{name}: {scores[name]:.4g}{spread_text}   real-vs-real floor: {floor[name]:.4g}")
