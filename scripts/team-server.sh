@@ -12,6 +12,8 @@
 #   TEAM_SERVER_DIR [.team-server]       its database, artifacts, logs and password files (git-ignored; never commit)
 #   TEAM_SERVER_HOST [127.0.0.1]         0.0.0.0 serves other machines (then set TEAM_SERVER_ALLOWED_HOSTS)
 #   TEAM_SERVER_PORT [5050]  TEAM_SERVER_WORKERS [2]  TEAM_PG_PORT [5433]  TEAM_SERVER_WAIT [120] (seconds)
+#     host and ports: those of the last start (kept in TEAM_SERVER_DIR/settings) unless set, so that
+#     add-user and stop find the server that start started, whatever port it was given
 #   TEAM_BACKEND_STORE_URI, TEAM_AUTH_DATABASE_URI   a managed PostgreSQL instead of the local one
 #                                        (postgresql://user@host:5432/db; the password in PGPASSWORD or ~/.pgpass)
 #   TEAM_ARTIFACTS_DESTINATION [TEAM_SERVER_DIR/artifacts]   or s3://bucket/path (boto3 and AWS credentials)
@@ -20,10 +22,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DIR=${TEAM_SERVER_DIR:-$ROOT/.team-server}
-HOST=${TEAM_SERVER_HOST:-127.0.0.1}
-PORT=${TEAM_SERVER_PORT:-5050}
+SETTINGS=$DIR/settings
+remembered() { [ -s "$SETTINGS" ] && sed -n "s/^$1=//p" "$SETTINGS" | tail -1; }  # remembered KEY: the last start's
+HOST=${TEAM_SERVER_HOST:-$(remembered HOST || true)}; HOST=${HOST:-127.0.0.1}
+PORT=${TEAM_SERVER_PORT:-$(remembered PORT || true)}; PORT=${PORT:-5050}
 WORKERS=${TEAM_SERVER_WORKERS:-2}
-PG_PORT=${TEAM_PG_PORT:-5433}
+PG_PORT=${TEAM_PG_PORT:-$(remembered PG_PORT || true)}; PG_PORT=${PG_PORT:-5433}
 WAIT=${TEAM_SERVER_WAIT:-120}
 MLFLOW=$ROOT/.venv/bin/mlflow
 PY=$ROOT/.venv/bin/python
@@ -155,6 +159,7 @@ while time.monotonic() < deadline:
         time.sleep(1)
 sys.exit(1)
 PY
+  printf 'HOST=%s\nPORT=%s\nPG_PORT=%s\n' "$HOST" "$PORT" "$PG_PORT" > "$SETTINGS"
   admin_env
   "$PY" -m dcgan.tracking.team init  # the experiments, so that teammates can be granted them
   local version

@@ -23,6 +23,18 @@ def test_project_params_are_valid_and_the_tutorial_defaults(tmp_path):
     assert cfg.nc == 1
 
 
+def test_each_param_is_described_once_by_its_comment_in_params_yaml():
+    """params.yaml is the one description of each key: every key line carries its comment, and the schema
+    carries none (pydantic `description=`), so the two cannot drift apart."""
+    keys = [line.split(":")[0] for line in (ROOT / "params.yaml").read_text().splitlines()
+            if line and not line.startswith((" ", "#"))]
+    assert set(keys) == set(Config.model_fields)
+    undescribed = [line for line in (ROOT / "params.yaml").read_text().splitlines()
+                   if line and not line.startswith((" ", "#")) and "#" not in line]
+    assert not undescribed, f"params.yaml keys without a comment: {undescribed}"
+    assert not [name for name, field in Config.model_fields.items() if field.description]
+
+
 def test_lr_sets_both_learning_rates_unless_overridden():
     cfg = make_config(lr=1e-4)
     assert cfg.lr_d_effective == cfg.lr_g_effective == 1e-4

@@ -43,12 +43,15 @@ class Server:
                     "MLFLOW_AUTH_ADMIN_PASSWORD"):
             self.env.pop(key, None)
 
-    def script(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(ROOT / "scripts/team-server.sh"), *args], env=self.env, text=True,
+    def script(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(ROOT / "scripts/team-server.sh"), *args], env=env or self.env, text=True,
                               capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def add_user(self, name: str, *flags: str) -> str:
-        printed = self.script("add-user", name, *flags)
+        # Without the ports: the script finds the server at the ports it was started with.
+        without_ports = {key: value for key, value in self.env.items()
+                         if key not in ("TEAM_SERVER_PORT", "TEAM_PG_PORT")}
+        printed = self.script("add-user", name, *flags, env=without_ports)
         assert printed.returncode == 0, printed.stdout + printed.stderr
         [line] = [line for line in printed.stdout.splitlines() if "MLFLOW_TRACKING_PASSWORD=" in line]
         return line.split("=", 1)[1].strip("'")

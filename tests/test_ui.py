@@ -80,7 +80,7 @@ def two_runs(copy: Path) -> dict[str, object]:
 
 
 def close_assistant(page) -> None:
-    """MLflow 3.17 opens its assistant panel beside every page; screenshots are clearer without it."""
+    """The pinned MLflow opens its assistant panel beside every page; screenshots are clearer without it."""
     close = page.locator('[aria-label="Close"]')
     if close.count():
         close.first.click()

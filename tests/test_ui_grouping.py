@@ -94,7 +94,7 @@ def page():
 
 
 def close_assistant(page) -> None:
-    """MLflow 3.17 opens its assistant panel beside every page; screenshots are clearer without it. Its
+    """The pinned MLflow opens its assistant panel beside every page; screenshots are clearer without it. Its
     own close button: the shared-view banner has another one, which would leave the view."""
     close = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
     if close.count():

@@ -1,8 +1,9 @@
 """The one definition of the pipeline's parameters: `params.yaml`, typed and validated.
 
 Every key is top level so that `dvc exp run -S key=value` reaches it and MLflow's compare view
-lines runs up by the same names. Values live in params.yaml only (no defaults here, so there is one
-place to read them); this module says what each may be. Validation runs before any stage does work.
+lines runs up by the same names. Values and what each key means live in params.yaml only (no defaults
+or descriptions here, so there is one place to read them); this module says what each may be.
+Validation runs before any stage does work.
 """
 
 from __future__ import annotations
@@ -39,15 +40,15 @@ class Config(BaseModel):
     # allow_inf_nan=False: `lr: .inf` or `.nan` would pass a `gt=0` check and wreck a run hours later.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    seed: int = Field(ge=0, lt=2**32, description="torch and numpy take seeds below 2**32")
+    seed: int = Field(ge=0, lt=2**32)
 
     # data
     dataset: Literal[tuple(DATASETS)]
-    data_mirror: str = Field(description="auto = the data set's usual local place, else a folder or archive")
-    path: Optional[str] = Field(description="the image folder of dataset: folder")
-    channels: Optional[Literal[1, 3]] = Field(description="1 or 3, for dataset: folder only")
+    data_mirror: str
+    path: Optional[str]
+    channels: Optional[Literal[1, 3]]
     max_bad_image_fraction: float = Field(ge=0, le=1)
-    max_train_images: int = Field(ge=0, description="0 = the whole training split")
+    max_train_images: int = Field(ge=0)
     image_size: int
 
     # model
@@ -60,26 +61,23 @@ class Config(BaseModel):
     noise: Literal["normal", "uniform"]
 
     # training
-    batch_size: int = Field(ge=1, le=65536, description="the global batch, split evenly over `nproc` processes")
+    batch_size: int = Field(ge=1, le=65536)
     epochs: int = Field(ge=1, le=100_000)
     lr: float = Field(gt=0)
-    lr_d: Optional[float] = Field(gt=0, description="overrides lr for D")
-    lr_g: Optional[float] = Field(gt=0, description="overrides lr for G")
+    lr_d: Optional[float] = Field(gt=0)
+    lr_g: Optional[float] = Field(gt=0)
     beta1: float = Field(ge=0, lt=1)
-    label_smoothing: float = Field(ge=0, lt=0.5, description="one-sided: D's target for real images is 1 - this")
-    ema_decay: float = Field(ge=0, lt=1, description="0 = off; else sample from an EMA of G's weights")
-    lr_decay_start: float = Field(ge=0, le=1, description="share of training after which both learning rates fall "
-                                                          "linearly towards zero (1/n of their value at the last "
-                                                          "of the n decaying steps); 1 = constant")
+    label_smoothing: float = Field(ge=0, lt=0.5)
+    ema_decay: float = Field(ge=0, lt=1)
+    lr_decay_start: float = Field(ge=0, le=1)
     device: Literal["auto", "cpu", "cuda", "mps"]
     log_every: int = Field(ge=1)
     sample_every: int = Field(ge=1)
     eval_every: int = Field(ge=1)
-    checkpoint_every: int = Field(ge=1, description="steps between checkpoints (also one at each epoch end)")
-    keep_checkpoints: int = Field(ge=1, description="the last K checkpoints of a run are kept")
-    nproc: int = Field(ge=1, le=1024, description="data-parallel processes (torchrun + DistributedDataParallel)")
-    register_model: Optional[str] = Field(min_length=1, max_length=256, pattern=r"^[\w.\- ]+$",
-                                          description="null, or a name in MLflow's model registry: each run a new version")
+    checkpoint_every: int = Field(ge=1)
+    keep_checkpoints: int = Field(ge=1)
+    nproc: int = Field(ge=1, le=1024)
+    register_model: Optional[str] = Field(min_length=1, max_length=256, pattern=r"^[\w.\- ]+$")
 
     # the fast path (src/dcgan/fast_path.py): auto = on only where it pays off
     channels_last: Literal["auto", "on", "off"]
@@ -89,13 +87,12 @@ class Config(BaseModel):
     compile: Literal["auto", "on", "off"]
 
     # sampling and evaluation
-    keep_g: Literal["best", "last"] = Field(description="the G a run keeps: its last step's, or its snapshot "
-                                                        "with the best score on validation images")
+    keep_g: Literal["best", "last"]
     n_samples: int = Field(ge=64, le=1_000_000)
     sample_bn_mode: Literal["eval", "train"]
     curve_samples: int = Field(ge=64)
     eval_image_size: int
-    eval_seed: int = Field(ge=0, lt=2**32, description="the evaluation's own randomness, the same for every run")
+    eval_seed: int = Field(ge=0, lt=2**32)
     classifier_epochs: int = Field(ge=1)
     inception: Literal["auto", "on", "off"]
     kid_subset_size: int = Field(ge=10)

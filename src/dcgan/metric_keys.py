@@ -1,8 +1,8 @@
 """The one naming rule for every value a run reports (`<section>/<name>`), and the one registry of scores.
 
-MLflow groups its charts into sections by the part before the last `/`, and (in 3.17) orders the
-sections alphabetically. The section names are chosen so that this order is the order a GAN
-researcher reads in: the training first (`gan/`: losses of D and G, D(x), D(G(z))), then the scores
+MLflow groups its charts into sections by the part before the last `/`, and (in the version that
+constraints.txt pins) orders the sections alphabetically. The section names are chosen so that this
+order is the order a GAN researcher reads in: the training first (`gan/`: losses of D and G, D(x), D(G(z))), then the scores
 of the samples, each score's floor and sample spreads, the scores over training, and the set-up.
 reports/metrics.json holds the same values as nested groups ({"scores": {"fd_classifier": ...}}),
 so `dvc exp show` shows `scores.fd_classifier` where MLflow shows `scores/fd_classifier`.

@@ -21,10 +21,10 @@ from dcgan.paths import project_root
 EXPERIMENT = "dcgan"
 COMPARISONS = "dcgan-comparisons"  # dcgan-compare's own runs: never counted as a seed's run
 
-# MLflow 3's UI opens an experiment on its GenAI pages by default. What decides it in MLflow 3.17 is the
+# MLflow 3's UI opens an experiment on its GenAI pages by default. What decides it in the pinned MLflow is the
 # page's `workflowType` (the URL parameter, else the browser's localStorage key mlflow.workflowType_v1,
 # else "genai"): RUNS_VIEW. The experiment tag is what MLflow's earlier kind selector wrote and what
-# other clients read; 3.17's UI no longer reads it, so it is set for them and for later versions.
+# other clients read; the pinned UI no longer reads it, so it is set for them and for later versions.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 RUNS_VIEW = "runs?workflowType=machine_learning"
@@ -47,7 +47,7 @@ def uses_local_store() -> bool:
 def store_lock() -> Iterator[None]:
     """Held while a process opens an SQLite store or creates the experiment in it: one at a time.
 
-    MLflow 3.17 creates a new SQLite store (its tables, then ~70 alembic migrations, each committed on
+    The pinned MLflow creates a new SQLite store (its tables, then ~70 alembic migrations, each committed on
     its own) in whichever process opens it first, without any lock (SqlAlchemyStore.__init__), so two
     processes that start together on a fresh store (`dvc queue start -j 2`) both migrate it and all
     but one fail: "duplicate column name: step", "table ... already exists", alembic's "expected to

@@ -20,7 +20,7 @@ import urllib.parse
 
 from dcgan.tracking.store import EXPERIMENT, RUNS_VIEW, connect, experiment_id, runs_url, tracking_uri
 
-# The grouped view is MLflow-internal UI state, read off MLflow 3.17's JS bundle (mlflow/server/js/build):
+# The grouped view is MLflow-internal UI state, read off the pinned MLflow's JS bundle (mlflow/server/js/build):
 # a saved view is the experiment tag `mlflow.sharedViewState.<key>` holding an envelope
 # {"name", "createdAt", "updatedAt" (ms), "state"}, where "state" is the JSON of the page's search facets
 # and UI state (the UI deflates it, "deflate;<base64>", but reads plain JSON too), and the URL parameter
