@@ -21,7 +21,7 @@ check-pythons: setup
 	bash scripts/check-pythons.sh
 
 ui: setup
-	.venv/bin/python -m dcgan.tracking.ui --host 127.0.0.1 --port 5000
+	.venv/bin/python -m dcgan.servers.ui --host 127.0.0.1 --port 5000
 
 # The GPU check (benchmarks/README.md): what the GPU machine needs, then the check itself there.
 GPU_OUT ?= reports/gpu

@@ -161,7 +161,7 @@ sys.exit(1)
 PY
   printf 'HOST=%s\nPORT=%s\nPG_PORT=%s\n' "$HOST" "$PORT" "$PG_PORT" > "$SETTINGS"
   admin_env
-  "$PY" -m dcgan.tracking.team init  # the experiments, so that teammates can be granted them
+  "$PY" -m dcgan.servers.team init  # the experiments, so that teammates can be granted them
   local version
   version=$("$PY" -c 'import mlflow; print(mlflow.__version__)')
   echo "team-server: MLflow $version at http://$HOST:$PORT (pid $(cat "$DIR/mlflow-server.pid"), log $DIR/mlflow-server.log)"
@@ -209,6 +209,6 @@ stop() {
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
-  add-user) shift; admin_env; "$PY" -m dcgan.tracking.team add-user "$@" ;;
+  add-user) shift; admin_env; "$PY" -m dcgan.servers.team add-user "$@" ;;
   *) fail "unknown command '$1': start, add-user NAME [--read], or stop" ;;
 esac

@@ -32,7 +32,7 @@ def ui(request):
     else:
         copy, env = request.getfixturevalue("project")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "dcgan.tracking.ui", "--port", str(port)], cwd=copy, env=env,
+    server = subprocess.Popen([sys.executable, "-m", "dcgan.servers.ui", "--port", str(port)], cwd=copy, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         printed = ""

@@ -2,7 +2,7 @@
 playwright): `make ui` saves a view in the experiment that groups the runs table by the tag
 `config_name` (its seeds inside each group), and its URL opens it in the model-training view, with
 one chart line per configuration in a min-max band. The view is MLflow-internal UI state (see
-dcgan.tracking.ui); these tests are what tells when an MLflow upgrade changes it. Screenshots go to
+dcgan.servers.ui); these tests are what tells when an MLflow upgrade changes it. Screenshots go to
 reports/ui/."""
 
 import json
@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, WAIT_MS, free_port, requires_chromium, wait_for_http
-from dcgan.tracking import ui
+from dcgan.servers import ui
 from dcgan.tracking.store import connect, experiment_id, runs_url, tracking_uri
 
 pytestmark = [pytest.mark.slow, requires_chromium]

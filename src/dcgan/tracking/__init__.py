@@ -1,5 +1,5 @@
-"""MLflow tracking: where runs go (store), the MLflow run of a pipeline run (pipeline_run), where a run came
-from (lineage), and the tools around the store: its web UI (ui) and a shared team server (team)."""
+"""MLflow tracking: where runs go (store), the MLflow run of a pipeline run (pipeline_run), and where a run
+came from (lineage). The servers around the store are dcgan.servers."""
 
 from dcgan.tracking.pipeline_run import PipelineRun, Untracked
 from dcgan.tracking.store import EXPERIMENT, check_access, tracking_uri

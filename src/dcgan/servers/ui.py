@@ -1,6 +1,6 @@
 """`make ui`: the MLflow UI on the project's store, and the URLs that open its runs.
 
-    python -m dcgan.tracking.ui [--port 5000] [--host 127.0.0.1]
+    python -m dcgan.servers.ui [--port 5000] [--host 127.0.0.1]
 
 MLflow 3 opens an experiment on its GenAI overview; the printed URL opens the runs table of the
 model-training view instead, where the compare view and the charts are. A second URL opens the same

@@ -1,8 +1,8 @@
 """A team's tracking server, from its admin's side: the experiments the team writes to, and teammates.
 
 Run by scripts/team-server.sh with the admin's credentials in MLFLOW_TRACKING_USERNAME/PASSWORD:
-    python -m dcgan.tracking.team init                  the experiments, made once by the admin
-    python -m dcgan.tracking.team add-user NAME [--read]  a user with EDIT (or READ) on them
+    python -m dcgan.servers.team init                  the experiments, made once by the admin
+    python -m dcgan.servers.team add-user NAME [--read]  a user with EDIT (or READ) on them
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def add_user(name: str, read_only: bool = False) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m dcgan.tracking.team", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dcgan.servers.team", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("init", help="create the team's experiments")
