@@ -1,4 +1,5 @@
 import gzip
+import json
 import os
 import platform
 import shutil
@@ -9,7 +10,9 @@ import sys
 import tarfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -129,6 +132,83 @@ def wait_for_http(server: subprocess.Popen, url: str, what: str, deadline: float
             return
         except OSError:
             time.sleep(0.5)
+
+
+@contextmanager
+def serving(args: list[str], url: str, what: str, wait: float = 120, **popen) -> Iterator[subprocess.Popen]:
+    """A server started on 127.0.0.1 (its own process group), answering `url` within `wait` seconds, and
+    killed when the block ends, even when an assertion in it fails."""
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    popen.setdefault("stderr", subprocess.PIPE)
+    server = subprocess.Popen(args, start_new_session=True, **popen)
+    try:
+        wait_for_http(server, url, what, time.monotonic() + wait)
+        yield server
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait(timeout=30)
+
+
+def mlflow_server(backend_store_uri: str, port: int, *options: str, wait: float = 120, **popen):
+    """`mlflow server` on 127.0.0.1:port, one worker unless `options` say otherwise (a test's server
+    answers in about half the time on a busy machine with one)."""
+    workers = [] if "--workers" in options else ["--workers", "1"]
+    return serving([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri, "--host",
+                    "127.0.0.1", "--port", str(port), *workers, *options], f"http://127.0.0.1:{port}/health",
+                   "mlflow server", wait, **popen)
+
+
+@contextmanager
+def generator_server(model_uri: str, env: dict, wait: float = 120, **popen) -> Iterator:
+    """`mlflow models serve` of a logged generator on a free loopback port; yields ask(latents) -> the
+    served images (MLflow's `predictions`), and stops the server when the block ends."""
+    port = free_port()
+    args = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+            "--host", "127.0.0.1", "--port", str(port)]
+
+    def ask(latents: list) -> list:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                         data=json.dumps({"inputs": latents}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+
+    with serving(args, f"http://127.0.0.1:{port}/ping", "mlflow models serve", wait, env=env, **popen):
+        yield ask
+
+
+def stop_queue(copy: Path, env: dict) -> None:
+    """DVC's queue of a test's project stopped, its running experiments killed: no worker outlives a test."""
+    subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=copy, env=env, capture_output=True, timeout=120)
+
+
+# One browser for the session's UI tests, a fresh profile (no saved view) for each test.
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    yield page
+    context.close()
+
+
+def close_assistant(page) -> None:
+    """The pinned MLflow opens its assistant panel beside every page; screenshots are clearer without it. Its
+    own close button: the shared-view banner has another one, which would leave the view."""
+    close = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
+    if close.count():
+        close.first.click()
 
 
 def run(args, cwd, env):

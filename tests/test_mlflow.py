@@ -2,11 +2,7 @@
 it saw, where it came from and what it changed, and the experiment marked as model training."""
 
 import json
-import os
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -15,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_PROJECT, free_port, requires_fashion_mnist, wait_for_http
+from conftest import TINY_PROJECT, generator_server, requires_fashion_mnist
 from dcgan import paths
 from dcgan.config import load_config
 from dcgan.data.normalize import denormalize
@@ -57,22 +53,9 @@ def test_mlflow_models_serve_answers_latent_vectors_with_images(project):
     copy, env = project
     run = workspace_run(copy)
     latents, sampled = sample_stage_latents(copy)
-    port = free_port()
     env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{copy / 'mlflow.db'}"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                               f"runs:/{run.info.run_id}/generator", "--env-manager", "local", "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=copy, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        wait_for_http(server, f"http://127.0.0.1:{port}/ping", "mlflow models serve", time.monotonic() + 120)
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
-                                         data=json.dumps({"inputs": latents[:5].tolist()}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
-    finally:
-        os.killpg(server.pid, 9)
-        server.wait(timeout=30)
-    images = np.asarray(answer["predictions"], dtype=np.float32)
+    with generator_server(f"runs:/{run.info.run_id}/generator", env, cwd=copy) as ask:
+        images = np.asarray(ask(latents[:5].tolist()), dtype=np.float32)
     assert images.shape == (5, 1, TINY_PROJECT["image_size"], TINY_PROJECT["image_size"])
     assert images.min() >= -1 and images.max() <= 1  # G's tanh
     served = denormalize(torch.from_numpy(images))

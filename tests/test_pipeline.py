@@ -14,7 +14,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY_PROJECT, in_users_shell, make_config, make_project, requires_fashion_mnist, run
+from conftest import (ROOT, TINY_PROJECT, in_users_shell, make_config, make_project, requires_fashion_mnist, run,
+                      stop_queue)
 from dcgan import paths
 from dcgan.io import load_tensors
 from dcgan.models import build_generator
@@ -358,7 +359,7 @@ def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tm
         scores = experiments(copy, env)["again"]["metrics"][str(paths.METRICS)]["data"]["scores"]
         assert math.isfinite(scores["fd_classifier"])
     finally:
-        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=copy, env=env, capture_output=True, timeout=120)
+        stop_queue(copy, env)
 
 
 def _processes_running(arg: str, under: Path) -> list[int]:

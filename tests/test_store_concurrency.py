@@ -4,17 +4,14 @@ project's SQLite file, or a tracking server on 127.0.0.1."""
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
-import subprocess
-import sys
 import time
 
 import mlflow
 import pytest
 from mlflow.entities import Metric
 
-from conftest import free_port, wait_for_http
+from conftest import free_port, mlflow_server
 
 from dcgan.paths import project_root
 from dcgan.tracking import store
@@ -53,18 +50,10 @@ def tracking(request, tmp_path, monkeypatch):
         yield store.local_store_uri()
         return
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               f"sqlite:///{tmp_path / 'server.db'}", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "2"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)
-    try:
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", port, "--workers", "2", cwd=tmp_path):
         uri = f"http://127.0.0.1:{port}"
-        wait_for_http(server, f"{uri}/health", "mlflow server", time.monotonic() + 120)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         yield uri
-    finally:
-        os.killpg(server.pid, 9)
-        server.wait(timeout=30)
 
 
 def test_concurrent_processes_create_the_store_and_log_every_run(tracking):

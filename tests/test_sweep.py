@@ -9,7 +9,7 @@ import time
 import mlflow
 import pytest
 
-from conftest import TINY_PROJECT, in_users_shell, make_project, requires_fashion_mnist, run
+from conftest import TINY_PROJECT, in_users_shell, make_project, requires_fashion_mnist, run, stop_queue
 from dcgan.tracking.store import EXPERIMENT
 
 pytestmark = [pytest.mark.slow, requires_fashion_mnist]
@@ -40,7 +40,7 @@ def sweep(tmp_path_factory):
                                  text=True, timeout=1500, stdin=subprocess.DEVNULL)
         assert printed.returncode == 0, printed.stdout + printed.stderr
     finally:
-        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=copy, env=env, capture_output=True, timeout=120)
+        stop_queue(copy, env)
     assert queue_states(copy, env) == ["Success"] * 6
     print(f"sweep of 6 tiny runs with -j 2: {time.monotonic() - started:.0f} s; {printed.stderr.strip()}")
     return copy, env

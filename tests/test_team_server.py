@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ROOT, TINY_PROJECT, free_port, in_users_shell, make_project, requires_fashion_mnist, run,
-                      wait_for_http)
+from conftest import (ROOT, TINY_PROJECT, free_port, generator_server, in_users_shell, make_project,
+                      requires_fashion_mnist, run, stop_queue)
 from dcgan.tracking.store import EXPERIMENT
 
 POSTGRES = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
@@ -213,7 +213,7 @@ def sweeps(server, clones):
             results = dict(zip(clones, pool.map(sweep, clones)))
     finally:
         for copy, env in clones.values():
-            subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=copy, env=env, capture_output=True, timeout=120)
+            stop_queue(copy, env)
     for name, printed in results.items():
         assert printed.returncode == 0, f"clone {name}:\n{printed.stdout}\n{printed.stderr}"
     sent = sum(len(seeds) * len(LEARNING_RATES) for seeds in SEEDS.values())
@@ -255,21 +255,9 @@ print("image charts:", len(images), "generator out:", tuple(out.shape))
     assert printed.returncode == 0, printed.stderr[-3000:]
     assert f"generator out: (3, 1, {TINY_PROJECT['image_size']}, {TINY_PROJECT['image_size']})" in printed.stdout
     # Served from the server, as docs/mlflow.md has it, with the teammate's credentials.
-    port = free_port()
-    served = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                               f"runs:/{baseline['info']['run_id']}/generator", "--env-manager", "local",
-                               "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        wait_for_http(served, f"http://127.0.0.1:{port}/ping", "mlflow models serve", time.monotonic() + 180)
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
-                                         data=json.dumps({"inputs": [[0.1] * TINY_PROJECT["nz"]] * 2}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
-    finally:
-        os.killpg(served.pid, 9)
-        served.wait(timeout=30)
-    assert len(answer["predictions"]) == 2 and len(answer["predictions"][0]) == 1
+    with generator_server(f"runs:/{baseline['info']['run_id']}/generator", env, wait=180) as ask:
+        predictions = ask([[0.1] * TINY_PROJECT["nz"]] * 2)
+    assert len(predictions) == 2 and len(predictions[0]) == 1
 
 
 def test_a_teammate_reproduces_from_the_shared_remotes_without_running_a_stage(server, clones, sweeps):

@@ -16,8 +16,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import (CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, WAIT_MS, free_port, requires_chromium,
-                      requires_fashion_mnist, wait_for_http)
+from conftest import (SCREENSHOTS, WAIT_MS, close_assistant, free_port, requires_chromium, requires_fashion_mnist,
+                      wait_for_http)
 
 pytestmark = [pytest.mark.slow, requires_fashion_mnist, requires_chromium]
 
@@ -49,27 +49,6 @@ def ui(request):
         server.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})  # a fresh profile: no saved view
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    yield page
-    context.close()
-
-
 def two_runs(copy: Path) -> dict[str, object]:
     """The runs of `dvc repro` (lr 0.0002) and `dvc exp run -S lr=0.0001`, by lr."""
     mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
@@ -77,13 +56,6 @@ def two_runs(copy: Path) -> dict[str, object]:
                               filter_string="params.arch = 'dcgan' and params.sample_bn_mode = 'eval' "
                                             "and params.dataset = 'fashion_mnist'")
     return {run.data.params["lr"]: run for run in runs if run.data.params["lr"] in ("0.0001", "0.0002")}
-
-
-def close_assistant(page) -> None:
-    """The pinned MLflow opens its assistant panel beside every page; screenshots are clearer without it."""
-    close = page.locator('[aria-label="Close"]')
-    if close.count():
-        close.first.click()
 
 
 def test_make_ui_url_opens_the_runs_of_the_model_training_view(ui, page):

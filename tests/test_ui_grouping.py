@@ -6,15 +6,11 @@ dcgan.servers.ui); these tests are what tells when an MLflow upgrade changes it.
 reports/ui/."""
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, WAIT_MS, free_port, requires_chromium, wait_for_http
+from conftest import SCREENSHOTS, WAIT_MS, close_assistant, free_port, mlflow_server, requires_chromium
 from dcgan.servers import ui
 from dcgan.tracking.store import connect, experiment_id, runs_url, tracking_uri
 
@@ -58,47 +54,10 @@ def store(tmp_path, monkeypatch):
 
 @pytest.fixture
 def server(store, tmp_path):
-    """MLflow's server on the store, on a free port: its base URL. One worker (`make ui` has MLflow's
-    default four): it answers in about half the time on a busy machine."""
+    """MLflow's server on the store, on a free port: its base URL."""
     port = free_port()
-    log = tmp_path / "mlflow-server.log"
-    with open(log, "w") as output:
-        server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(),
-                                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                                  stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_http(server, f"{base}/health", "mlflow server", time.monotonic() + 120)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{log.read_text()[-3000:]}") from None
-        yield base
-    finally:  # stopped even when an assertion fails
-        os.killpg(server.pid, 9)
-        server.wait(timeout=30)
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})  # a fresh profile
-            page = context.new_page()
-            page.set_default_timeout(WAIT_MS)
-            yield page
-        finally:
-            browser.close()
-
-
-def close_assistant(page) -> None:
-    """The pinned MLflow opens its assistant panel beside every page; screenshots are clearer without it. Its
-    own close button: the shared-view banner has another one, which would leave the view."""
-    close = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
-    if close.count():
-        close.first.click()
+    with mlflow_server(tracking_uri(), port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def saved_view(experiment: str) -> dict:
