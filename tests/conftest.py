@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -137,16 +138,20 @@ def wait_for_http(server: subprocess.Popen, url: str, what: str, deadline: float
 @contextmanager
 def serving(args: list[str], url: str, what: str, wait: float = 120, **popen) -> Iterator[subprocess.Popen]:
     """A server started on 127.0.0.1 (its own process group), answering `url` within `wait` seconds, and
-    killed when the block ends, even when an assertion in it fails."""
-    popen.setdefault("stdout", subprocess.DEVNULL)
-    popen.setdefault("stderr", subprocess.PIPE)
-    server = subprocess.Popen(args, start_new_session=True, **popen)
-    try:
-        wait_for_http(server, url, what, time.monotonic() + wait)
-        yield server
-    finally:
-        os.killpg(server.pid, 9)
-        server.wait(timeout=30)
+    killed when the block ends, even when an assertion in it fails. Its output goes to a file, not to a
+    pipe that nobody reads (a chatty server would block on a full one); a failed start shows its end."""
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(args, start_new_session=True, stdout=log, stderr=subprocess.STDOUT, **popen)
+        try:
+            try:
+                wait_for_http(server, url, what, time.monotonic() + wait)
+            except AssertionError as error:
+                log.seek(0)
+                raise AssertionError(f"{error}\n{log.read()[-3000:]}") from None
+            yield server
+        finally:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=30)
 
 
 def mlflow_server(backend_store_uri: str, port: int, *options: str, wait: float = 120, **popen):

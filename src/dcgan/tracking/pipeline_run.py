@@ -42,7 +42,7 @@ from dcgan.tracking.store import (EXPERIMENT, brief, connect, experiment_id, ref
 # CPU, memory, disk and network (and the GPU with nvidia-ml-py), as MLflow's System metrics tab shows them.
 SYSTEM_METRICS_SECONDS = 10
 GENERATOR_MODEL = "generator"  # the logged model's name: runs:/<run id>/generator
-BATCH_LIMITS = {"metrics": 1000, "params": 100}  # MLflow's most per log_batch call
+BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's most per log_batch call
 
 
 class PipelineRun:
@@ -174,14 +174,18 @@ class PipelineRun:
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
-        pending = [Param(key, str(value)) for key, value in params.items()]
-        for start in range(0, len(pending), BATCH_LIMITS["params"]):
-            batch = pending[start:start + BATCH_LIMITS["params"]]
-            self.upload(f"{len(batch)} params", lambda batch=batch: self.client.log_batch(self.run_id, params=batch))
+        self._log_batches("params", [Param(key, str(value)) for key, value in params.items()])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.upload(f"tag {key}", lambda key=key, value=value: self.client.set_tag(self.run_id, key, value))
+        from mlflow.entities import RunTag
+
+        self._log_batches("tags", [RunTag(key, str(value)) for key, value in tags.items()])
+
+    def _log_batches(self, kind: str, entities: list) -> None:
+        """Params or tags, as few log_batch calls as MLflow's limit per call allows."""
+        for start in range(0, len(entities), BATCH_LIMITS[kind]):
+            batch = entities[start:start + BATCH_LIMITS[kind]]
+            self.upload(f"{len(batch)} {kind}", lambda batch=batch: self.client.log_batch(self.run_id, **{kind: batch}))
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         def upload() -> None:
