@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 
 # The environment: .venv, or $VENV (scripts/check-pythons.sh builds one per Python it checks).
 VENV=${VENV:-.venv}
+# Disk a new venv takes at its peak: torch's CUDA build with its libraries is 6.5 GiB installed.
+VENV_GIB=${VENV_GIB:-8}
 
 # The interpreter: $PYTHON if set, else the shell's python3. Its version must meet pyproject.toml's
 # requires-python, the one place the floor is written.
@@ -85,13 +87,20 @@ if [ ! -x "$VENV/bin/python" ]; then
       exit 1
     fi
   fi
+  # torch's CUDA build and its libraries are most of it: say so now, not in pip's OSError half-way.
+  free_gib=$(( $(df -Pk "$(dirname "$(realpath -m "$VENV")")" | awk 'NR==2 {print $4}') / 1048576 ))
+  if [ "$free_gib" -lt "$VENV_GIB" ]; then
+    echo "setup: $VENV needs about $VENV_GIB GiB of disk and $free_gib GiB is free: free some space, then run again." >&2
+    exit 1
+  fi
   echo "setup: creating $VENV (torch, torchvision, dvc, mlflow: a few minutes the first time)"
   "$PYTHON" -m venv "$VENV"
 fi
 # pip, less one warning: a pip.conf that lists local index folders (file://...) gets "Location ... is
 # ignored" for each package a folder lacks, a page of harmless lines; every other message still shows.
+# No pip cache: the venv is built once, and a cached copy of torch's wheels would cost 3 GiB more.
 pip_install() {
-  "$VENV"/bin/pip install -q "$@" 2>&1 \
+  "$VENV"/bin/pip install -q --no-cache-dir "$@" 2>&1 \
     | { grep -v "^WARNING: Location 'file://.*' is ignored: it is neither a file nor a directory\.$" || true; }
 }
 pip_install --upgrade pip
