@@ -1,8 +1,6 @@
 """select_g: every G snapshot scored on validation images (the quality curve), and the G the run keeps
 (keep_g: best or last) -> models/generator.pt, reports/select/, and the run's MLflow model."""
 
-import torch
-
 from dcgan import figures, paths
 from dcgan.config import load_config
 from dcgan.config_tags import config_tags
@@ -10,7 +8,7 @@ from dcgan.errors import run_stage
 from dcgan.evaluate.selection import select_generator
 from dcgan.io import write_csv, write_json
 from dcgan.metric_keys import CURVE_COLUMNS
-from dcgan.sample import kept_generator
+from dcgan.sample import served_generator
 from dcgan.tracking import PipelineRun
 from dcgan.tracking.lineage import baseline_params
 
@@ -24,7 +22,7 @@ def main() -> None:
         figures.quality_curve(curve, paths.QUALITY_CURVE_FIGURE, selection)
         # keep_g is part of a configuration: the tags that group its seeds are set once the G is chosen.
         mlflow_run.log_selection(selection, curve, config_tags(cfg, baseline_params()))
-        mlflow_run.log_generator(kept_generator(cfg, torch.device("cpu"))[0], cfg, register_as=cfg.register_model)
+        mlflow_run.log_generator(*served_generator(cfg), register_as=cfg.register_model)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from dcgan.config import Config
 from dcgan.data.normalize import denormalize
 from dcgan.figures import display_scale, grid_image, progress_gif, real_vs_fake, save_image
 from dcgan.io import load_tensors, save_tensors
-from dcgan.models import build_generator, draw_noise, generate, model_spec
+from dcgan.models import LatentToImage, build_generator, draw_noise, generate, model_spec
 from dcgan.device import pick_device
 from dcgan.errors import CheckpointError
 
@@ -36,6 +36,16 @@ def kept_generator(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, 
         raise CheckpointError(f"{paths.GENERATOR} does not hold a G for these params ({str(exc).splitlines()[0]}). "
                               "Run the stages before sample again: dvc repro select_g") from None
     return generator.to(device).eval(), kept["step"]
+
+
+def served_generator(cfg: Config) -> tuple[torch.nn.Module, torch.Tensor, dict]:
+    """The kept G as the run's MLflow model (latent vectors [N, nz] in, images in [-1, 1] out, on the
+    CPU), four latent vectors for its input example, and what a user of the model needs to know."""
+    generator, _ = kept_generator(cfg, torch.device("cpu"))
+    latents = draw_noise(4, cfg, rng=torch.Generator().manual_seed(cfg.seed)).reshape(4, cfg.nz)
+    metadata = {"latent": cfg.noise, "nz": cfg.nz, "image_size": cfg.image_size, "channels": cfg.nc,
+                "output_range": [-1, 1], "to_uint8": "round((x + 1) * 127.5)"}
+    return LatentToImage(generator), latents, metadata
 
 
 def generate_images(generator: torch.nn.Module, count: int, cfg: Config, noise_rng: torch.Generator,

@@ -17,8 +17,8 @@ stages take minutes, not hours: there an outage ends the stage with its error, a
 
 from __future__ import annotations
 
-import copy
 import json
+import os
 import sys
 import tempfile
 import time
@@ -298,9 +298,11 @@ class PipelineRun:
         self.log_artifact(paths.QUALITY_CURVE)
         self.log_artifact(paths.QUALITY_CURVE_FIGURE, "figures")
 
-    def log_generator(self, generator: torch.nn.Module, cfg: Config, register_as: str | None) -> None:
-        """G as an MLflow model: latent vectors in, images in [-1, 1] out. It shows under the run's Logged
-        models, loads with `mlflow.pytorch.load_model("runs:/<run id>/generator")` and serves with
+    def log_generator(self, model: torch.nn.Module, latents: torch.Tensor, metadata: dict,
+                      register_as: str | None) -> None:
+        """G as an MLflow model (dcgan.sample.served_generator: latent vectors in, images in [-1, 1] out,
+        an input example, how to read it). It shows under the run's Logged models, loads with
+        `mlflow.pytorch.load_model("runs:/<run id>/generator")` and serves with
         `mlflow models serve -m runs:/<run id>/generator --env-manager local`. Saved as a torch.export program
         (pt2): loading it runs no pickled code and needs no `dcgan` package; its requirements are written
         out, so nothing is inferred online. With `register_as` (the param `register_model`), also a new
@@ -309,24 +311,22 @@ class PipelineRun:
         import numpy as np
         from mlflow.models import infer_signature
 
-        from dcgan.models import LatentToImage, draw_noise
-
         # The model belongs to the run's experiment (log_model would otherwise pick the active, default one).
         mlflow.set_experiment(experiment_id=self.client.get_run(self.run_id).info.experiment_id)
-        model = LatentToImage(copy.deepcopy(generator).cpu().eval())  # BatchNorm's running statistics
-        latents = draw_noise(4, cfg, rng=torch.Generator().manual_seed(cfg.seed)).reshape(4, cfg.nz).numpy()
         with torch.no_grad():
-            images = model(torch.from_numpy(latents)).numpy()
+            images = model(latents).numpy()
+        example = latents.numpy()
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
                         f"mlflow=={mlflow.__version__}"]
-        with warnings.catch_warnings():  # torch.export's packager, about weights that are all on the CPU anyway
+        # log_model loads the model back to check its input example, behind a "Downloading artifacts" bar:
+        # 32 lines of it in a stage's log, for files already on this disk.
+        with warnings.catch_warnings(), environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+            # torch.export's packager, about weights that are all on the CPU anyway
             warnings.filterwarnings("ignore", message="No complete tensor found in the group")
             info = mlflow.pytorch.log_model(
-                model, name=GENERATOR_MODEL, run_id=self.run_id, signature=infer_signature(latents, images),
-                input_example=latents, pip_requirements=requirements, serialization_format="pt2",
-                registered_model_name=register_as,
-                metadata={"latent": cfg.noise, "nz": cfg.nz, "image_size": cfg.image_size, "channels": cfg.nc,
-                          "output_range": [-1, 1], "to_uint8": "round((x + 1) * 127.5)"})
+                model, name=GENERATOR_MODEL, run_id=self.run_id, signature=infer_signature(example, images),
+                input_example=example, pip_requirements=requirements, serialization_format="pt2",
+                registered_model_name=register_as, metadata=metadata)
         self.set_tags({"generator_model_uri": info.model_uri})
 
     def log_samples(self, figures_folder: Path, step: int) -> None:
@@ -365,3 +365,18 @@ class Untracked:
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None: ...
     def log_image(self, image, key: str, step: int) -> None: ...
     def finish(self, status: str) -> None: ...
+
+
+@contextmanager
+def environment(**values: str):
+    """Environment variables set for the duration of a block, then restored."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
