@@ -43,7 +43,9 @@ TINY = dict(image_size=16, nz=8, ngf=8, ndf=8, batch_size=16, epochs=2, log_ever
 # first 256 real images, with evaluation sizes to match.
 TINY_PROJECT = {**TINY, "max_train_images": 256, "nz": 16, "batch_size": 32, "epochs": 1, "log_every": 2,
                 "sample_every": 4, "eval_every": 4, "n_samples": 256, "curve_samples": 128, "classifier_epochs": 1,
-                "kid_subset_size": 64, "kid_subsets": 5}
+                "kid_subset_size": 64, "kid_subsets": 5,
+                # The tutorials' G: the session's project then keeps its best snapshot in an experiment of its own.
+                "keep_g": "last"}
 
 
 def make_config(**overrides) -> Config:

@@ -44,7 +44,7 @@ def test_samples_are_split_into_files_of_at_most_15_mib(tmp_path):
 @requires_fashion_mnist
 def test_a_study_trains_each_configuration_over_its_seeds_and_dcgan_compare_reads_it(tmp_path):
     study = tmp_path / "study.yaml"
-    study.write_text("seeds: [1, 2]\nconfigurations:\n  tutorial: {}\n  best-g: {keep_g: best}\n")
+    study.write_text("seeds: [1, 2]\nconfigurations:\n  tutorial: {keep_g: last}\n  best-g: {keep_g: best}\n")
     done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", str(tmp_path / "out"), "--smoke", "--study",
                            str(study)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -5,7 +5,8 @@ the final scores' own test split would pick the reported score by itself, so the
 against validation images: VALIDATION_IMAGES of the training images G learned from (the floor's
 pool, at `image_size`, then resized to `eval_image_size` as the samples are), never the test split.
 The selection score is fd_classifier where the data set has a domain classifier, else
-pixel_intensity_emd. `keep_g: last` keeps the tutorials' choice and records what `best` would pick.
+pixel_intensity_emd. `keep_g: best` (the default) keeps the snapshot that scores best; `last` keeps the
+tutorials' choice and records what `best` would pick.
 """
 
 from __future__ import annotations
