@@ -18,13 +18,13 @@ workers_alive() {
 
 # The worker started with --clean leaves when the queue is empty and tells the others to leave too,
 # through the same broker: a worker that missed it (seen after a half-written message) would idle
-# forever. Once no --clean worker is left, a worker with no experiment running under it for 30 s
-# has nothing more to do, and is stopped.
+# forever, and so, seen too, can the --clean worker itself once every run is done. Workers with no
+# experiment running under any of them for 30 s have nothing more to do, and are stopped; a run one
+# of them had not taken yet stays Queued, and the next round starts it.
 idle_leftovers() {
   local pid_file pid idle=()
   for pid_file in "$celery"/dvc-exp-worker-*.pid; do
     [ -e "$pid_file" ] && pid=$(cat "$pid_file") && kill -0 "$pid" 2>/dev/null || continue
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- '--clean' && return 1
     pgrep -P "$pid" >/dev/null && return 1
     idle+=("$pid")
   done

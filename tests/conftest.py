@@ -224,10 +224,15 @@ def run(args, cwd, env):
     return result.stdout
 
 
-def make_project(copy: Path, params: dict) -> tuple[Path, dict]:
+def make_project(copy: Path, params: dict, cache: Path | None = None) -> tuple[Path, dict]:
     """A git repository with the project's files (not the results of local runs) and these params
-    (benchmarks/project_copy.py), and the environment to run its commands in."""
+    (benchmarks/project_copy.py), and the environment to run its commands in. With `cache` (the
+    `prepared_stages` fixture), its DVC cache starts as a copy of that one: `dvc repro` restores the
+    stages before train from DVC's run-cache where their params are the same, instead of running them."""
     copy_project(copy, params, message="tiny")
+    if cache is not None:
+        # Hard links: DVC never changes a file in its cache, it writes new ones.
+        shutil.copytree(cache, copy / ".dvc" / "cache", copy_function=os.link, dirs_exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # tiny runs train for seconds, not minutes
@@ -245,9 +250,19 @@ def in_users_shell(command: str, cwd: Path, env: dict) -> str:
 
 
 @pytest.fixture(scope="session")
-def repro_project(tmp_path_factory):
+def prepared_stages(tmp_path_factory) -> Path:
+    """DVC's cache after the stages before train ran on TINY_PROJECT's params (download, preprocess,
+    prepare_eval, classifier: about 45 s, most of it the domain classifier's training), which the
+    session's projects start from (make_project's `cache`). Those stages run for real here, once."""
+    copy, env = make_project(tmp_path_factory.mktemp("prepared") / "project", TINY_PROJECT)
+    run(["dvc", "repro", "preprocess", "classifier"], copy, env)
+    return copy / ".dvc" / "cache"
+
+
+@pytest.fixture(scope="session")
+def repro_project(tmp_path_factory, prepared_stages):
     """A git+DVC copy of the project with tiny params, after `dvc repro`, its results committed."""
-    copy, env = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY_PROJECT)
+    copy, env = make_project(tmp_path_factory.mktemp("pipeline") / "project", TINY_PROJECT, prepared_stages)
     run(["dvc", "repro"], copy, env)
     run(["git", "add", "-A"], copy, env)
     run(["git", "commit", "-qm", "baseline run"], copy, env)

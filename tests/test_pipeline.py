@@ -285,9 +285,10 @@ def test_dvc_push_to_a_remote_then_pull_into_a_fresh_clone_restores_every_output
 
 @pytest.mark.slow
 @requires_fashion_mnist
-def test_killing_dvc_repro_mid_training_and_running_it_again_resumes(tmp_path):
+def test_killing_dvc_repro_mid_training_and_running_it_again_resumes(tmp_path, prepared_stages):
     # 320 steps (8 a epoch): the kill lands at the first checkpoint, step 20, well before the end.
-    copy, env = make_project(tmp_path / "project", {**TINY_PROJECT, "epochs": 40, "checkpoint_every": 20})
+    copy, env = make_project(tmp_path / "project", {**TINY_PROJECT, "epochs": 40, "checkpoint_every": 20},
+                             prepared_stages)
     process = subprocess.Popen(["dvc", "repro"], cwd=copy, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
@@ -305,9 +306,9 @@ def test_killing_dvc_repro_mid_training_and_running_it_again_resumes(tmp_path):
 
 @pytest.mark.slow
 @requires_fashion_mnist
-def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tmp_path):
+def test_a_queued_experiment_whose_worker_is_killed_resumes_when_queued_again(tmp_path, prepared_stages):
     copy, env = make_project(tmp_path / "project", {**TINY_PROJECT, "epochs": 40, "checkpoint_every": 20,
-                                                            "sample_every": 10_000, "eval_every": 10_000})
+                                                    "sample_every": 10_000, "eval_every": 10_000}, prepared_stages)
     env["OMP_NUM_THREADS"] = "1"  # tiny nets: one thread each leaves a core for DVC's worker
     env["SHELL"] = "/bin/sh"  # DVC runs the stage in it; dash forks, so a shell stands between the stage and DVC
     unfinished = copy / paths.UNFINISHED_RUNS

@@ -25,8 +25,8 @@ def queue_states(copy, env) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    copy, env = make_project(tmp_path_factory.mktemp("sweep") / "project", TINY_PROJECT)
+def sweep(tmp_path_factory, prepared_stages):
+    copy, env = make_project(tmp_path_factory.mktemp("sweep") / "project", TINY_PROJECT, prepared_stages)
     env["OMP_NUM_THREADS"] = "1"  # two tiny runs at once on two cores
     # The stages every run shares, once (as `make pipeline` leaves them): two experiments that run the
     # same stage at once race on DVC's cache ("unable to remove ... without a confirmation").

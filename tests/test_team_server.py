@@ -174,13 +174,13 @@ def queued(copy: Path, env: dict, seeds: tuple[int, ...]) -> None:
 
 
 @pytest.fixture(scope="module")
-def clones(server, tmp_path_factory):
+def clones(server, tmp_path_factory, prepared_stages):
     """Clone A (user alice) with the shared git and DVC remotes, its baseline run on the server and
     pushed; clone B (user bob) cloned from the git remote, with the baseline's data pulled."""
     folder = tmp_path_factory.mktemp("team")
     remote, storage = folder / "remote.git", folder / "dvc-remote"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    a, env = make_project(folder / "A", TINY_PROJECT)
+    a, env = make_project(folder / "A", TINY_PROJECT, prepared_stages)
     env["OMP_NUM_THREADS"] = "1"  # two clones x two tiny runs at once, on two cores
     env_a = server.client_env(env, "alice", server.add_user("alice"))
     run(["git", "remote", "add", "origin", str(remote)], a, env_a)
