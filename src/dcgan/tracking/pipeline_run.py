@@ -26,6 +26,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
+from unittest import mock
 
 import torch
 
@@ -320,7 +321,7 @@ class PipelineRun:
                         f"mlflow=={mlflow.__version__}"]
         # log_model loads the model back to check its input example, behind a "Downloading artifacts" bar:
         # 32 lines of it in a stage's log, for files already on this disk.
-        with warnings.catch_warnings(), environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+        with warnings.catch_warnings(), mock.patch.dict(os.environ, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
             # torch.export's packager, about weights that are all on the CPU anyway
             warnings.filterwarnings("ignore", message="No complete tensor found in the group")
             info = mlflow.pytorch.log_model(
@@ -366,17 +367,3 @@ class Untracked:
     def log_image(self, image, key: str, step: int) -> None: ...
     def finish(self, status: str) -> None: ...
 
-
-@contextmanager
-def environment(**values: str):
-    """Environment variables set for the duration of a block, then restored."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
